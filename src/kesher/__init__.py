@@ -1,0 +1,3 @@
+"""Kesher: self-hosted marketing automation and analytics."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,43 @@
+"""Settings, read once from the environment and an optional `.env` file.
+
+Every setting is `KESHER_<NAME>`; nothing else in the code reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KESHER_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///var/kesher.db"
+    queue: str = Field("sqlite", description="Huey backend: sqlite, redis or immediate")
+    queue_path: str = "var/queue.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    secret_key: str = "change-me-in-production"
+    default_timezone: str = "Asia/Jerusalem"
+    default_language: str = "he"
+    default_phone_region: str = "IL"
+    import_batch_size: int = 2000
+    import_dir: str = "var/imports"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Set by tests that must fail instead of skipping when PostgreSQL is missing.
+    ci: bool = Field(False, validation_alias="CI")
+    test_postgres_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+    def ensure_var_dirs(self) -> None:
+        for path in (self.queue_path, self.import_dir + "/x"):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if self.database_url.startswith("sqlite:///"):
+            Path(self.database_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

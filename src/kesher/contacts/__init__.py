@@ -1,0 +1,1 @@
+"""Contacts, custom fields, lists, tags, consent, suppression and import."""

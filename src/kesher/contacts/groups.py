@@ -1,0 +1,118 @@
+"""Static lists and tags: named groups of contacts that change only when someone changes them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from kesher.accounts.service import audit
+from kesher.contacts.models import Contact, ContactList, ContactTag, ListMembership, Tag
+from kesher.db.base import utcnow
+from kesher.db.upsert import insert_ignore
+from kesher.errors import Conflict, NotFound, ValidationError
+
+# One table pair per kind of group; the functions below serve both.
+KINDS: dict[str, tuple[Any, Any, str]] = {
+    "list": (ContactList, ListMembership, "list_id"),
+    "tag": (Tag, ContactTag, "tag_id"),
+}
+NAME_LIMIT = {"list": 200, "tag": 100}
+
+
+def _clean_name(kind: str, name: str) -> str:
+    name = " ".join(name.split())
+    if not name:
+        raise ValidationError("must not be empty", "name")
+    if len(name) > NAME_LIMIT[kind]:
+        raise ValidationError(f"is longer than {NAME_LIMIT[kind]} characters", "name")
+    return name
+
+
+def create(session: Session, workspace_id: int, kind: str, name: str, *, description: str = "", actor: str = "system") -> Any:
+    model = KINDS[kind][0]
+    name = _clean_name(kind, name)
+    if session.scalar(select(model.id).where(model.workspace_id == workspace_id, model.name == name)) is not None:
+        raise Conflict(f"a {kind} named {name!r} exists", "name")
+    group = model(workspace_id=workspace_id, name=name)
+    if kind == "list":
+        group.description = description
+    session.add(group)
+    session.flush()
+    audit(session, workspace_id, actor, f"{kind}.created", kind, group.id, {"name": name})
+    return group
+
+
+def get_or_create(session: Session, workspace_id: int, kind: str, name: str, *, actor: str = "system") -> Any:
+    model = KINDS[kind][0]
+    name = _clean_name(kind, name)
+    group = session.scalar(select(model).where(model.workspace_id == workspace_id, model.name == name))
+    return group if group is not None else create(session, workspace_id, kind, name, actor=actor)
+
+
+def get(session: Session, workspace_id: int, kind: str, group_id: int) -> Any:
+    model = KINDS[kind][0]
+    group = session.scalar(select(model).where(model.workspace_id == workspace_id, model.id == group_id))
+    if group is None:
+        raise NotFound(f"no {kind} {group_id}", "id")
+    return group
+
+
+def rename(session: Session, workspace_id: int, kind: str, group_id: int, name: str, *, actor: str = "system") -> Any:
+    group = get(session, workspace_id, kind, group_id)
+    model = KINDS[kind][0]
+    name = _clean_name(kind, name)
+    clash = session.scalar(select(model.id).where(model.workspace_id == workspace_id, model.name == name, model.id != group_id))
+    if clash is not None:
+        raise Conflict(f"a {kind} named {name!r} exists", "name")
+    audit(session, workspace_id, actor, f"{kind}.renamed", kind, group.id, {"name": [group.name, name]})
+    group.name = name
+    session.flush()
+    return group
+
+
+def remove(session: Session, workspace_id: int, kind: str, group_id: int, *, actor: str = "system") -> None:
+    group = get(session, workspace_id, kind, group_id)
+    audit(session, workspace_id, actor, f"{kind}.deleted", kind, group.id, {"name": group.name})
+    session.delete(group)
+    session.flush()
+
+
+def all_with_counts(session: Session, workspace_id: int, kind: str) -> list[tuple[Any, int]]:
+    model, member, key = KINDS[kind]
+    counts = (select(getattr(member, key).label("gid"), func.count().label("n"))
+              .where(member.workspace_id == workspace_id).group_by(getattr(member, key)).subquery())
+    stmt = (select(model, func.coalesce(counts.c.n, 0)).outerjoin(counts, counts.c.gid == model.id)
+            .where(model.workspace_id == workspace_id).order_by(model.name))
+    return [(g, n) for g, n in session.execute(stmt)]
+
+
+def add_contacts(
+    session: Session, workspace_id: int, kind: str, group_id: int, contact_ids: Iterable[int], *, actor: str = "system",
+) -> int:
+    """Add contacts (of this workspace only) to the group; returns how many ids were valid."""
+    _, member, key = KINDS[kind]
+    get(session, workspace_id, kind, group_id)
+    ids = list(set(contact_ids))
+    valid = list(session.scalars(select(Contact.id).where(Contact.workspace_id == workspace_id, Contact.id.in_(ids))))
+    if len(valid) != len(ids):
+        missing = sorted(set(ids) - set(valid))[:5]
+        raise NotFound(f"no contacts {missing} in this workspace", "contact_ids")
+    now = utcnow()
+    insert_ignore(session, member.__table__,
+                  [{key: group_id, "contact_id": cid, "workspace_id": workspace_id, "added_at": now} for cid in valid],
+                  (key, "contact_id"))
+    audit(session, workspace_id, actor, f"{kind}.members_added", kind, group_id, {"count": len(valid)})
+    return len(valid)
+
+
+def remove_contacts(
+    session: Session, workspace_id: int, kind: str, group_id: int, contact_ids: Iterable[int], *, actor: str = "system",
+) -> None:
+    _, member, key = KINDS[kind]
+    get(session, workspace_id, kind, group_id)
+    session.execute(delete(member).where(getattr(member, key) == group_id, member.workspace_id == workspace_id,
+                                         member.contact_id.in_(list(contact_ids))))
+    audit(session, workspace_id, actor, f"{kind}.members_removed", kind, group_id, {})

@@ -1,0 +1,185 @@
+"""Turn raw values (from a form, the API or a spreadsheet cell) into clean contact values.
+
+Each function raises `ValidationError` naming the field, so every caller reports the same words.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from kesher.errors import ValidationError
+
+IDENTITY_FIELDS = ("external_id", "email", "phone")
+TEXT_LIMITS = {"first_name": 200, "last_name": 200, "city": 200, "external_id": 255, "email": 320}
+BUILTIN_FIELDS = (
+    "email", "phone", "external_id", "first_name", "last_name", "gender", "birthday", "city", "language", "timezone",
+)
+
+_GENDERS = {
+    "female": "female", "f": "female", "woman": "female", "נקבה": "female", "נ": "female", "אישה": "female",
+    "אשה": "female", "male": "male", "m": "male", "man": "male", "זכר": "male", "ז": "male", "גבר": "male",
+    "other": "other", "אחר": "other",
+}
+_LANGUAGES = {"he": "he", "heb": "he", "hebrew": "he", "עברית": "he", "en": "en", "eng": "en", "english": "en", "אנגלית": "en"}
+_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y", "%d-%m-%Y", "%d/%m/%y", "%Y/%m/%d")
+_SPACES = re.compile(r"\s+")
+
+
+def clean_text(value: Any, field: str) -> str | None:
+    """Trimmed text or None for blank; too long is an error, not a silent cut."""
+    if value is None:
+        return None
+    text = _SPACES.sub(" ", str(value)).strip()
+    if not text:
+        return None
+    limit = TEXT_LIMITS.get(field)
+    if limit and len(text) > limit:
+        raise ValidationError(f"is {len(text):,} characters long; at most {limit} are allowed", field)
+    return text
+
+
+@lru_cache(maxsize=4096)
+def _domain_ok(domain: str) -> str:
+    return validate_email(f"x@{domain}", check_deliverability=False).domain
+
+
+def normalize_email(value: Any) -> str | None:
+    text = clean_text(value, "email")
+    if text is None:
+        return None
+    local, at, domain = text.rpartition("@")
+    if not at or not local:
+        raise ValidationError(f"{text[:80]!r} is not an email address (no @)", "email")
+    try:
+        # The domain part repeats across a list (gmail.com, walla.co.il), so its check is cached.
+        domain = _domain_ok(domain)
+        result = validate_email(f"{local}@{domain}", check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValidationError(f"{text[:80]!r} is not a valid email address: {exc}", "email") from None
+    return result.normalized.lower()
+
+
+def normalize_phone(value: Any, region: str = "IL") -> str | None:
+    """E.164, read in the workspace's region when the number has no country code."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    if not text:
+        return None
+    if text.isdigit() and not text.startswith("0") and region == "IL" and len(text) == 9:
+        text = "0" + text  # Excel drops the leading zero of Israeli numbers
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise ValidationError(f"{text[:40]!r} is not a phone number", "phone") from None
+    if not (phonenumbers.is_valid_number(number) or _real_prefix(number)):
+        raise ValidationError(f"{text[:40]!r} is not a valid phone number", "phone")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _real_prefix(number: phonenumbers.PhoneNumber) -> bool:
+    """True for a number of the right length whose operator or area prefix exists.
+
+    Allocation tables lag the operators (050-1xxxxxx is in use yet unlisted), so a number is
+    accepted when the same prefix with a listed subscriber block is valid.
+    """
+    national = str(number.national_number)
+    if len(national) < 8:
+        return False
+    if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
+        return False
+    probe = phonenumbers.PhoneNumber(country_code=number.country_code,
+                                     national_number=int(national[:-7] + "2345678"))
+    return phonenumbers.is_valid_number(probe)
+
+
+def normalize_gender(value: Any) -> str | None:
+    text = clean_text(value, "gender")
+    if text is None:
+        return None
+    gender = _GENDERS.get(text.lower())
+    if gender is None:
+        raise ValidationError(f"{text[:40]!r} is not a gender; use female, male or other (נקבה, זכר, אחר)", "gender")
+    return gender
+
+
+def parse_date(value: Any, field: str) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    if not text:
+        return None
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    raise ValidationError(f"{text[:40]!r} is not a date; use YYYY-MM-DD or DD/MM/YYYY", field)
+
+
+def normalize_birthday(value: Any) -> date | None:
+    birthday = parse_date(value, "birthday")
+    if birthday is not None and not (date(1900, 1, 1) <= birthday <= date.today()):
+        raise ValidationError(f"{birthday.isoformat()} is not a plausible birthday", "birthday")
+    return birthday
+
+
+def normalize_language(value: Any) -> str | None:
+    text = clean_text(value, "language")
+    if text is None:
+        return None
+    language = _LANGUAGES.get(text.lower())
+    if language is None:
+        raise ValidationError(f"{text[:20]!r} is not a supported language; use he or en", "language")
+    return language
+
+
+@lru_cache(maxsize=512)
+def normalize_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"{value[:60]!r} is not a known time zone (e.g. Asia/Jerusalem)", "timezone") from None
+    return value
+
+
+def normalize_contact(raw: dict[str, Any], region: str = "IL") -> tuple[dict[str, Any], list[ValidationError]]:
+    """Clean every built-in field of `raw` that is present; collect all problems, not just the first."""
+    clean: dict[str, Any] = {}
+    problems: list[ValidationError] = []
+    for field in BUILTIN_FIELDS:
+        if field not in raw:
+            continue
+        value = raw[field]
+        try:
+            if field == "email":
+                clean[field] = normalize_email(value)
+            elif field == "phone":
+                clean[field] = normalize_phone(value, region)
+            elif field == "gender":
+                clean[field] = normalize_gender(value)
+            elif field == "birthday":
+                clean[field] = normalize_birthday(value)
+            elif field == "language":
+                clean[field] = normalize_language(value)
+            elif field == "timezone":
+                text = clean_text(value, field)
+                clean[field] = normalize_timezone(text) if text else None
+            else:
+                clean[field] = clean_text(value, field)
+        except ValidationError as exc:
+            problems.append(exc)
+    return clean, problems

@@ -1,0 +1,7 @@
+"""Imports every package's models so that metadata and migrations see all tables."""
+
+from kesher.accounts import models as accounts  # noqa: F401
+from kesher.contacts import models as contacts  # noqa: F401
+from kesher.db.base import Base
+
+metadata = Base.metadata

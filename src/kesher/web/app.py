@@ -1,0 +1,57 @@
+"""The FastAPI application: JSON API, UI pages and static files in one process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+
+from kesher import __version__
+from kesher.config import Settings, get_settings
+from kesher.db import Database
+from kesher.web import problems
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None, *, with_worker: bool = False) -> FastAPI:
+    settings = settings or get_settings()
+    database = database or Database(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        consumer = None
+        if with_worker:
+            from kesher.worker import start_consumer
+
+            consumer = start_consumer(settings)
+        yield
+        if consumer is not None:
+            consumer.stop(graceful=True)
+
+    app = FastAPI(
+        title="Kesher", version=__version__, lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.add_middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie="kesher_session",
+                       same_site="lax", https_only=False)
+    problems.install(app)
+    _include_routers(app)
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    from kesher.accounts import views as account_views
+    from kesher.contacts import api as contacts_api
+    from kesher.contacts import views as contact_views
+
+    app.include_router(contacts_api.router, prefix=API_PREFIX)
+    app.include_router(account_views.router)
+    app.include_router(contact_views.router)

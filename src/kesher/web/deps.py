@@ -1,0 +1,76 @@
+"""Request dependencies: the database session, the API caller's workspace, the UI user."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from kesher.accounts import service as accounts
+from kesher.accounts.models import User, Workspace
+from kesher.db import Database
+from kesher.errors import AuthError
+from kesher.web.i18n import current_language, pick_language
+
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer ksr_...`")
+
+
+def database(request: Request) -> Database:
+    return request.app.state.database  # type: ignore[no-any-return]
+
+
+def db_session(db: Database = Depends(database)) -> Iterator[Session]:
+    """One transaction per request: committed when the handler returns, rolled back on any error."""
+    with db.session() as session:
+        yield session
+
+
+@dataclass
+class ApiCaller:
+    workspace_id: int
+    key_id: int
+
+    @property
+    def actor(self) -> str:
+        return f"api_key:{self.key_id}"
+
+
+def api_caller(
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer), session: Session = Depends(db_session),
+) -> ApiCaller:
+    if credentials is None:
+        raise AuthError("send an API key as `Authorization: Bearer <key>`", "Authorization")
+    key = accounts.authenticate_api_key(session, credentials.credentials)
+    return ApiCaller(key.workspace_id, key.id)
+
+
+@dataclass
+class UiContext:
+    """Who is looking at a UI page, in which workspace and language."""
+
+    user: User
+    workspace: Workspace
+    workspaces: list[Workspace]
+    language: str
+
+    @property
+    def actor(self) -> str:
+        return f"user:{self.user.id}"
+
+
+def ui_context(request: Request, session: Session = Depends(db_session)) -> UiContext:
+    user_id = request.session.get("user_id")
+    user = session.get(User, user_id) if user_id else None
+    if user is None or not user.is_active:
+        raise HTTPException(401, "login required")
+    workspaces = accounts.user_workspaces(session, user.id)
+    if not workspaces:
+        raise HTTPException(403, "this user belongs to no workspace")
+    chosen = next((w for w in workspaces if w.id == request.session.get("workspace_id")), workspaces[0])
+    request.session["workspace_id"] = chosen.id
+    language = pick_language(request.session.get("language"), user.language)
+    current_language.set(language)
+    return UiContext(user, chosen, workspaces, language)
