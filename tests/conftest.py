@@ -77,3 +77,28 @@ def workspace(database: Database) -> Workspace:
 def other_workspace(database: Database) -> Workspace:
     with database.session() as s:
         return accounts.create_workspace(s, f"Other {uuid.uuid4().hex[:6]}")
+
+
+@pytest.fixture
+def app(database: Database, tmp_path):  # type: ignore[no-untyped-def]
+    from kesher.web.app import create_app
+
+    settings = Settings(database_url=database.url, queue="immediate", import_dir=str(tmp_path / "imports"),
+                        secret_key="test-secret")
+    return create_app(settings, database)
+
+
+@pytest.fixture
+def api_key(database: Database, workspace: Workspace) -> str:
+    with database.session() as s:
+        _, secret = accounts.create_api_key(s, s.merge(workspace), "tests")
+    return secret
+
+
+@pytest.fixture
+def api(app, api_key):  # type: ignore[no-untyped-def]
+    """An HTTP client for /api/v1 holding an API key of `workspace`."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, base_url="http://testserver/api/v1", headers={"Authorization": f"Bearer {api_key}"}) as client:
+        yield client

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from kesher.accounts.service import audit
 from kesher.contacts.models import FIELD_TYPES, CustomField
-from kesher.contacts.normalize import BUILTIN_FIELDS, parse_date
+from kesher.contacts.normalize import BUILTIN_FIELDS, parse_date, reject_control
 from kesher.errors import Conflict, NotFound, ValidationError
 
 MAX_TEXT_VALUE = 5000
@@ -89,7 +89,7 @@ def coerce(field: CustomField, raw: Any) -> Any:
         return None
     name = field.key
     if field.type == "text":
-        text = str(raw).strip()
+        text = reject_control(str(raw), name).strip()
         if len(text) > MAX_TEXT_VALUE:
             raise ValidationError(f"is {len(text):,} characters long; at most {MAX_TEXT_VALUE:,} are allowed", name)
         return text

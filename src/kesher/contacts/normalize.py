@@ -30,13 +30,21 @@ _GENDERS = {
 _LANGUAGES = {"he": "he", "heb": "he", "hebrew": "he", "עברית": "he", "en": "en", "eng": "en", "english": "en", "אנגלית": "en"}
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y", "%d-%m-%Y", "%d/%m/%y", "%Y/%m/%d")
 _SPACES = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def reject_control(text: str, field: str) -> str:
+    """Control characters (a NUL from a broken export) are never meaningful, and PostgreSQL refuses NUL."""
+    if _CONTROL.search(text):
+        raise ValidationError("contains control characters (such as NUL); fix the value in the file", field)
+    return text
 
 
 def clean_text(value: Any, field: str) -> str | None:
     """Trimmed text or None for blank; too long is an error, not a silent cut."""
     if value is None:
         return None
-    text = _SPACES.sub(" ", str(value)).strip()
+    text = _SPACES.sub(" ", reject_control(str(value), field)).strip()
     if not text:
         return None
     limit = TEXT_LIMITS.get(field)

@@ -192,7 +192,9 @@ def _write(
         status = "created" if group.existing is None else ("updated" if id(group) in changed_ids else "unchanged")
         outcomes[group.head.ref] = Outcome(group.head.ref, status, group.contact_id)
         for item, did_change in group.members:
-            outcomes[item.ref] = Outcome(item.ref, "updated" if did_change else "unchanged", group.contact_id)
+            # A later row of the same person counts as an update only if the stored contact changed.
+            member = "updated" if did_change and status != "unchanged" else "unchanged"
+            outcomes[item.ref] = Outcome(item.ref, member, group.contact_id)
 
 
 def _write_fields(session: Session, workspace_id: int, groups: list[_Group]) -> set[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -61,7 +62,7 @@ class UiContext:
         return f"user:{self.user.id}"
 
 
-def ui_context(request: Request, session: Session = Depends(db_session)) -> UiContext:
+def _load_ui_context(request: Request, session: Session = Depends(db_session)) -> UiContext:
     user_id = request.session.get("user_id")
     user = session.get(User, user_id) if user_id else None
     if user is None or not user.is_active:
@@ -72,5 +73,37 @@ def ui_context(request: Request, session: Session = Depends(db_session)) -> UiCo
     chosen = next((w for w in workspaces if w.id == request.session.get("workspace_id")), workspaces[0])
     request.session["workspace_id"] = chosen.id
     language = pick_language(request.session.get("language"), user.language)
-    current_language.set(language)
     return UiContext(user, chosen, workspaces, language)
+
+
+async def ui_context(ctx: UiContext = Depends(_load_ui_context)) -> UiContext:
+    """The page's user, workspace and language; unauthenticated is a 401 (the UI redirects to /login).
+
+    The language is set here, in an async dependency, because a sync one runs in a copy of the
+    request's context and a context variable set there never reaches the handler.
+    """
+    current_language.set(ctx.language)
+    return ctx
+
+
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def csrf_token(request: Request) -> str:
+    """The session's anti-forgery token, made on first use; every UI form sends it back."""
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return str(token)
+
+
+async def csrf_protect(request: Request) -> None:
+    """Reject a UI POST whose token (form field or HTMX header) is not the session's."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    sent = request.headers.get(CSRF_HEADER) or (await request.form()).get(CSRF_FIELD)
+    expected = request.session.get("csrf")
+    if not expected or not isinstance(sent, str) or not secrets.compare_digest(sent, str(expected)):
+        raise HTTPException(403, "the form's security token is missing or stale; reload the page and try again")
