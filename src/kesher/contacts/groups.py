@@ -20,6 +20,7 @@ KINDS: dict[str, tuple[Any, Any, str]] = {
     "tag": (Tag, ContactTag, "tag_id"),
 }
 NAME_LIMIT = {"list": 200, "tag": 100}
+DESCRIPTION_LIMIT = 1000
 
 
 def _clean_name(kind: str, name: str) -> str:
@@ -31,6 +32,13 @@ def _clean_name(kind: str, name: str) -> str:
     return name
 
 
+def _clean_description(description: str) -> str:
+    description = description.strip()
+    if len(description) > DESCRIPTION_LIMIT:
+        raise ValidationError(f"is longer than {DESCRIPTION_LIMIT} characters", "description")
+    return description
+
+
 def create(session: Session, workspace_id: int, kind: str, name: str, *, description: str = "", actor: str = "system") -> Any:
     model = KINDS[kind][0]
     name = _clean_name(kind, name)
@@ -38,7 +46,7 @@ def create(session: Session, workspace_id: int, kind: str, name: str, *, descrip
         raise Conflict(f"a {kind} named {name!r} exists", "name")
     group = model(workspace_id=workspace_id, name=name)
     if kind == "list":
-        group.description = description
+        group.description = _clean_description(description)
     session.add(group)
     session.flush()
     audit(session, workspace_id, actor, f"{kind}.created", kind, group.id, {"name": name})
@@ -70,6 +78,18 @@ def rename(session: Session, workspace_id: int, kind: str, group_id: int, name: 
     audit(session, workspace_id, actor, f"{kind}.renamed", kind, group.id, {"name": [group.name, name]})
     group.name = name
     session.flush()
+    return group
+
+
+def describe(session: Session, workspace_id: int, list_id: int, description: str, *, actor: str = "system") -> Any:
+    """Change a list's description (tags have none)."""
+    group = get(session, workspace_id, "list", list_id)
+    description = _clean_description(description)
+    if description != group.description:
+        audit(session, workspace_id, actor, "list.described", "list", group.id,
+              {"description": [group.description, description]})
+        group.description = description
+        session.flush()
     return group
 
 

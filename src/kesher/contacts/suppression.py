@@ -17,7 +17,10 @@ REASONS = ("manual", "unsubscribed", "hard_bounce", "soft_bounces", "complaint",
 def normalize_address(channel: str, address: str, region: str = "IL") -> str:
     if channel not in CHANNELS:
         raise ValidationError(f"must be one of {', '.join(CHANNELS)}", "channel")
-    value = normalize_email(address) if channel == "email" else normalize_phone(address, region)
+    try:
+        value = normalize_email(address) if channel == "email" else normalize_phone(address, region)
+    except ValidationError as exc:
+        raise ValidationError(exc.message, "address") from None
     if value is None:
         raise ValidationError("must not be empty", "address")
     return value
