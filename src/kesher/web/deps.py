@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -29,6 +30,12 @@ def db_session(db: Database = Depends(database)) -> Iterator[Session]:
         yield session
 
 
+# Function scope: the transaction commits when the handler returns, before the response is sent,
+# so a client never hears "saved" for a write that then fails, and its next request sees the write.
+transaction = Depends(db_session, scope="function")
+DbSession = Annotated[Session, transaction]
+
+
 @dataclass
 class ApiCaller:
     workspace_id: int
@@ -40,7 +47,7 @@ class ApiCaller:
 
 
 def api_caller(
-    credentials: HTTPAuthorizationCredentials | None = Depends(bearer), session: Session = Depends(db_session),
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer), session: Session = transaction,
 ) -> ApiCaller:
     if credentials is None:
         raise AuthError("send an API key as `Authorization: Bearer <key>`", "Authorization")
@@ -62,7 +69,7 @@ class UiContext:
         return f"user:{self.user.id}"
 
 
-def _load_ui_context(request: Request, session: Session = Depends(db_session)) -> UiContext:
+def _load_ui_context(request: Request, session: Session = transaction) -> UiContext:
     user_id = request.session.get("user_id")
     user = session.get(User, user_id) if user_id else None
     if user is None or not user.is_active:
