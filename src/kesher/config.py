@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     default_language: str = "he"
     default_phone_region: str = "IL"
     import_batch_size: int = 2000
+    import_processes: int = Field(-1, description="processes that check rows of big imports; -1 = automatic")
     import_dir: str = "var/imports"
     host: str = "127.0.0.1"
     port: int = 8000

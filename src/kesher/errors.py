@@ -9,7 +9,7 @@ class KesherError(Exception):
     status = 400
 
     def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, field)  # both in args, so the error survives pickling to a worker process
         self.message = message
         self.field = field
 

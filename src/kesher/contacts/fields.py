@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -20,6 +21,20 @@ _TRUE = {"1", "true", "yes", "y", "כן", "v", "✓"}
 _FALSE = {"0", "false", "no", "n", "לא", ""}
 VALUE_COLUMN = {"text": "value_text", "choice": "value_text", "number": "value_number", "date": "value_date",
                 "boolean": "value_bool"}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What typing a value needs to know of a custom field; plain data, so it can go to a worker process."""
+
+    id: int
+    key: str
+    type: str
+    choices: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, field: CustomField) -> FieldSpec:
+        return cls(field.id, field.key, field.type, tuple(field.choices or ()))
 
 
 def key_from_label(label: str) -> str:
@@ -83,7 +98,7 @@ def delete_field(session: Session, workspace_id: int, field_id: int, actor: str 
     session.delete(field)
 
 
-def coerce(field: CustomField, raw: Any) -> Any:
+def coerce(field: CustomField | FieldSpec, raw: Any) -> Any:
     """The typed value of `raw` for this field, None for blank; ValidationError names the field key."""
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return None
@@ -117,12 +132,12 @@ def coerce(field: CustomField, raw: Any) -> Any:
     return text
 
 
-def value_row(field: CustomField, contact_id: int, workspace_id: int, value: Any) -> dict[str, Any]:
+def value_row(field: CustomField | FieldSpec, contact_id: int, workspace_id: int, value: Any) -> dict[str, Any]:
     row: dict[str, Any] = {"contact_id": contact_id, "field_id": field.id, "workspace_id": workspace_id,
                            "value_text": None, "value_number": None, "value_date": None, "value_bool": None}
     row[VALUE_COLUMN[field.type]] = value
     return row
 
 
-def read_value(field: CustomField, row: Any) -> str | float | date | bool | None:
+def read_value(field: CustomField | FieldSpec, row: Any) -> str | float | date | bool | None:
     return getattr(row, VALUE_COLUMN[field.type])

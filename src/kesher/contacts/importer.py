@@ -7,11 +7,15 @@ merges into the same contacts instead of duplicating them.
 
 from __future__ import annotations
 
-import shutil
+import os
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 from itertools import islice
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,16 +26,18 @@ from kesher.accounts.service import audit
 from kesher.config import Settings, get_settings
 from kesher.contacts import groups
 from kesher.contacts.columns import Column, plan_columns
-from kesher.contacts.fields import create_field, fields_by_key
+from kesher.contacts.fields import FieldSpec, create_field, fields_by_key
 from kesher.contacts.models import CustomField, ImportJob, ImportRowError
 from kesher.contacts.service import build_input
-from kesher.contacts.spreadsheet import FileFormat, RowProblem, check_text, detect, open_rows
+from kesher.contacts.spreadsheet import RowProblem, check_text, detect, open_rows
 from kesher.contacts.upsert import ContactInput, Outcome, upsert_contacts
 from kesher.db import Database
 from kesher.db.base import utcnow
 from kesher.errors import KesherError, NotFound, ValidationError
 
 STALE = timedelta(seconds=90)
+PARALLEL_FROM_ROWS = 20_000
+PARALLEL_FROM_BYTES = 2 << 20
 MAX_UPLOAD = 1 << 30
 _YES = {"1", "true", "yes", "y", "כן", "v", "✓", "granted"}
 _NO = {"0", "false", "no", "n", "לא", "denied"}
@@ -181,19 +187,31 @@ def _run(db: Database, import_id: int, batch_size: int, progress: Progress | Non
             columns = plan_columns(headers, custom, options.get("mapping"))
         custom = _create_new_fields(session, workspace_id, columns, custom, options.get("actor", "system"))
         list_ids = [groups.get_or_create(session, workspace_id, "list", options["list"]).id] if options.get("list") else []
-    batches = _Batches(columns, custom, workspace_id)
+    plan = RowPlan.build(columns, custom, get_settings().default_phone_region)
+    processes = _processes(path, job.total_rows)
     with open_rows(path, fmt) as (_, rows):
-        rows = islice(rows, start, None)
-        while chunk := list(islice(rows, batch_size)):
+        for count, items in prepared(plan, islice(rows, start, None), batch_size, processes):
             with db.session() as session:
                 job = session.get_one(ImportJob, import_id)
-                batches.write(session, job, chunk, list_ids, source=f"import:{import_id}")
-                job.rows_done += len(chunk)
+                job.skipped += count - len(items)
+                outcomes = upsert_contacts(session, workspace_id, items, source="import", list_ids=list_ids,
+                                           consent_source=f"import:{import_id}")
+                _record(session, job, outcomes, plan)
+                job.rows_done += count
                 job.heartbeat_at = utcnow()
             if progress:
                 progress(job)
     parts = f"{job.created:,} created, {job.updated:,} updated, {job.skipped:,} skipped, {job.failed:,} failed"
     _finish(db, import_id, "done", parts)
+
+
+def _processes(path: str, total_rows: int | None) -> int:
+    """Worker processes for checking rows: none for small files, where starting them costs more."""
+    configured = get_settings().import_processes
+    if configured >= 0:
+        return configured
+    big = (total_rows or 0) >= PARALLEL_FROM_ROWS or Path(path).stat().st_size >= PARALLEL_FROM_BYTES
+    return min(os.cpu_count() or 1, 4) if big else 0
 
 
 def _create_new_fields(
@@ -206,65 +224,110 @@ def _create_new_fields(
     return custom
 
 
-class _Batches:
-    """Turns rows into contact inputs and writes one batch with its outcomes."""
+@dataclass(frozen=True)
+class RowPlan:
+    """Everything needed to turn a row into a contact input: plain data, so worker processes can use it."""
 
-    def __init__(self, columns: list[Column], custom: dict[str, CustomField], workspace_id: int) -> None:
-        self.columns = [c for c in columns if c.target != "skip"]
-        self.width = len(columns)
-        self.custom = custom
-        self.workspace_id = workspace_id
-        self.header_of = {("fields." + c.field_key if c.target == "field" else c.target): c.header for c in self.columns}
+    columns: tuple[Column, ...]
+    width: int
+    fields: dict[str, FieldSpec]
+    region: str
 
-    def item(self, session: Session, number: int, cells: list[Any]) -> ContactInput | None:
-        if cells and isinstance(cells[0], RowProblem):
-            return ContactInput(number, {}, errors=[ValidationError(f"the row cannot be read: {cells[0].message}", "")])
-        if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):
-            return None
-        data: dict[str, Any] = {"fields": {}, "consent": {}}
-        errors: list[ValidationError] = []
-        if any(c not in (None, "") for c in cells[self.width:]):
-            errors.append(ValidationError(f"the row has {len(cells)} cells but the header has {self.width}", ""))
-        for column in self.columns:
-            value = cells[column.index] if column.index < len(cells) else None
-            if column.target == "field":
-                data["fields"][column.field_key] = value
-            elif column.target.startswith("consent."):
-                status = _consent(value, column.target)
-                if isinstance(status, ValidationError):
-                    errors.append(status)
-                elif status:
-                    data["consent"][column.target.split(".", 1)[1]] = status
-            else:
-                data[column.target] = value
-        item = build_input(session, self.workspace_id, number, data, known_fields=self.custom)
-        item.errors = errors + item.errors
-        return item
+    @classmethod
+    def build(cls, columns: list[Column], custom: dict[str, CustomField], region: str) -> RowPlan:
+        used = tuple(c for c in columns if c.target != "skip")
+        return cls(used, len(columns), {k: FieldSpec.of(f) for k, f in custom.items()}, region)
 
-    def write(self, session: Session, job: ImportJob, chunk: list[tuple[int, list[Any]]], list_ids: list[int],
-              source: str) -> None:
-        items = [i for n, cells in chunk if (i := self.item(session, n, cells)) is not None]
-        job.skipped += len(chunk) - len(items)
-        outcomes = upsert_contacts(session, job.workspace_id, items, source="import", list_ids=list_ids,
-                                   consent_source=source)
-        self._count(session, job, outcomes)
+    @property
+    def header_of(self) -> dict[str, str]:
+        return {("fields." + c.field_key if c.target == "field" else c.target): c.header for c in self.columns}
 
-    def _count(self, session: Session, job: ImportJob, outcomes: list[Outcome]) -> None:
-        errors = []
-        for outcome in outcomes:
-            if outcome.status == "created":
-                job.created += 1
-            elif outcome.status == "updated":
-                job.updated += 1
-            elif outcome.status == "unchanged":
-                job.skipped += 1
-            else:
-                job.failed += 1
-                errors += [{"import_id": job.id, "workspace_id": job.workspace_id, "row": outcome.ref,
-                            "column": self.header_of.get(e.field or "", e.field or "")[:200], "message": e.message[:1000]}
-                           for e in outcome.errors]
-        if errors:
-            session.execute(insert(ImportRowError.__table__), errors)
+
+def prepare(plan: RowPlan, chunk: list[tuple[int, list[Any]]]) -> list[ContactInput]:
+    """Validate a chunk of rows; blank rows are dropped."""
+    return [item for number, cells in chunk if (item := _item(plan, number, cells)) is not None]
+
+
+def _item(plan: RowPlan, number: int, cells: list[Any]) -> ContactInput | None:
+    if cells and isinstance(cells[0], RowProblem):
+        return ContactInput(number, {}, errors=[ValidationError(f"the row cannot be read: {cells[0].message}", "")])
+    if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):
+        return None
+    data: dict[str, Any] = {"fields": {}, "consent": {}}
+    errors: list[ValidationError] = []
+    if any(c not in (None, "") for c in cells[plan.width:]):
+        errors.append(ValidationError(f"the row has {len(cells)} cells but the header has {plan.width}", ""))
+    for column in plan.columns:
+        value = cells[column.index] if column.index < len(cells) else None
+        if column.target == "field":
+            data["fields"][column.field_key] = value
+        elif column.target.startswith("consent."):
+            status = _consent(value, column.target)
+            if isinstance(status, ValidationError):
+                errors.append(status)
+            elif status:
+                data["consent"][column.target.split(".", 1)[1]] = status
+        else:
+            data[column.target] = value
+    item = build_input(None, 0, number, data, plan.region, known_fields=plan.fields)  # type: ignore[arg-type]
+    item.errors = errors + item.errors
+    return item
+
+
+_worker_plan: RowPlan | None = None
+
+
+def _init_worker(plan: RowPlan) -> None:
+    global _worker_plan
+    _worker_plan = plan
+
+
+def _prepare_in_worker(chunk: list[tuple[int, list[Any]]]) -> list[ContactInput]:
+    return prepare(_worker_plan, chunk)  # type: ignore[arg-type]
+
+
+def prepared(
+    plan: RowPlan, rows: Iterator[tuple[int, list[Any]]], batch_size: int, processes: int,
+) -> Iterator[tuple[int, list[ContactInput]]]:
+    """(rows read, inputs) per batch, in file order. With processes, rows are checked in worker
+    processes while this one writes; at most two batches per process are in flight, so memory
+    stays flat whatever the file size."""
+    chunks = iter(lambda: list(islice(rows, batch_size)), [])
+    if processes <= 0:
+        for chunk in chunks:
+            yield len(chunk), prepare(plan, chunk)
+        return
+    with ProcessPoolExecutor(processes, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(plan,)) as pool:
+        pending: deque[tuple[int, Future[list[ContactInput]]]] = deque()
+        for chunk in chunks:
+            pending.append((len(chunk), pool.submit(_prepare_in_worker, chunk)))
+            if len(pending) >= 2 * processes:
+                count, future = pending.popleft()
+                yield count, future.result()
+        while pending:
+            count, future = pending.popleft()
+            yield count, future.result()
+
+
+def _record(session: Session, job: ImportJob, outcomes: list[Outcome], plan: RowPlan) -> None:
+    """Add a batch's outcomes to the job's counts and keep its errors."""
+    header_of = plan.header_of
+    errors = []
+    for outcome in outcomes:
+        if outcome.status == "created":
+            job.created += 1
+        elif outcome.status == "updated":
+            job.updated += 1
+        elif outcome.status == "unchanged":
+            job.skipped += 1
+        else:
+            job.failed += 1
+            errors += [{"import_id": job.id, "workspace_id": job.workspace_id, "row": outcome.ref,
+                        "column": header_of.get(e.field or "", e.field or "")[:200], "message": e.message[:1000]}
+                       for e in outcome.errors]
+    if errors:
+        session.execute(insert(ImportRowError.__table__), errors)
 
 
 def _consent(value: Any, column: str) -> str | ValidationError | None:

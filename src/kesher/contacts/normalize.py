@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from email_validator.syntax import validate_email_domain_name, validate_email_local_part
 
 from kesher.errors import ValidationError
 
@@ -28,7 +29,10 @@ _GENDERS = {
     "other": "other", "אחר": "other",
 }
 _LANGUAGES = {"he": "he", "heb": "he", "hebrew": "he", "עברית": "he", "en": "en", "eng": "en", "english": "en", "אנגלית": "en"}
-_DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y", "%d-%m-%Y", "%d/%m/%y", "%Y/%m/%d")
+MAX_EMAIL, MAX_LOCAL = 254, 64  # RFC 5321 limits
+# Day first, as Israelis write dates: 12/03/1950, 12.3.1950, 12-03-50; or ISO 2026-11-23.
+_DMY = re.compile(r"^(\d{1,2})[./-](\d{1,2})[./-](\d{2}|\d{4})$")
+_YMD = re.compile(r"^(\d{4})[./-](\d{1,2})[./-](\d{1,2})$")
 _SPACES = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -53,9 +57,10 @@ def clean_text(value: Any, field: str) -> str | None:
     return text
 
 
-@lru_cache(maxsize=4096)
-def _domain_ok(domain: str) -> str:
-    return validate_email(f"x@{domain}", check_deliverability=False).domain
+@lru_cache(maxsize=8192)
+def _domain(domain: str) -> str:
+    """The normalised domain; cached because a list repeats a few domains (gmail.com, walla.co.il)."""
+    return validate_email_domain_name(domain, test_environment=False, globally_deliverable=True)["domain"]
 
 
 def normalize_email(value: Any) -> str | None:
@@ -66,12 +71,19 @@ def normalize_email(value: Any) -> str | None:
     if not at or not local:
         raise ValidationError(f"{text[:80]!r} is not an email address (no @)", "email")
     try:
-        # The domain part repeats across a list (gmail.com, walla.co.il), so its check is cached.
-        domain = _domain_ok(domain)
-        result = validate_email(f"{local}@{domain}", check_deliverability=False)
+        if any(ch in local for ch in '"<> ') or "@" in local:
+            # Quoted local parts and display names take the library's full path.
+            return validate_email(text, check_deliverability=False).normalized.lower()
+        if len(local) > MAX_LOCAL:
+            raise ValidationError(f"{text[:80]!r} is not a valid email address: the part before @ is longer "
+                                  f"than {MAX_LOCAL} characters", "email")
+        local = validate_email_local_part(local)["local_part"]
+        address = f"{local}@{_domain(domain)}"
     except EmailNotValidError as exc:
         raise ValidationError(f"{text[:80]!r} is not a valid email address: {exc}", "email") from None
-    return result.normalized.lower()
+    if len(address) > MAX_EMAIL:
+        raise ValidationError(f"is longer than {MAX_EMAIL} characters", "email")
+    return address.lower()
 
 
 def normalize_phone(value: Any, region: str = "IL") -> str | None:
@@ -130,12 +142,18 @@ def parse_date(value: Any, field: str) -> date | None:
     text = str(value).strip()
     if not text:
         return None
-    for fmt in _DATE_FORMATS:
-        try:
-            return datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
-    raise ValidationError(f"{text[:40]!r} is not a date; use YYYY-MM-DD or DD/MM/YYYY", field)
+    match = _YMD.match(text) or _DMY.match(text)
+    try:
+        if match is None:
+            raise ValueError
+        a, b, c = (int(g) for g in match.groups())
+        if match.re is _YMD:
+            return date(a, b, c)
+        if c < 100:  # two-digit years: 00-29 are this century, the rest the last
+            c += 2000 if c < 30 else 1900
+        return date(c, b, a)
+    except ValueError:
+        raise ValidationError(f"{text[:40]!r} is not a date; use YYYY-MM-DD or DD/MM/YYYY", field) from None
 
 
 def normalize_birthday(value: Any) -> date | None:

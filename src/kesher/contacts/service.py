@@ -160,9 +160,13 @@ def contact_detail(session: Session, workspace_id: int, contact_id: int) -> Cont
 
 def set_consent(
     session: Session, workspace_id: int, contact_id: int, channel: str, status: str, *, source: str,
-    ip: str | None = None, text_shown: str | None = None,
+    ip: str | None = None, text_shown: str | None = None, actor: str | None = None,
 ) -> Consent:
-    """Record a consent decision with its proof (where, from which address, what the person saw)."""
+    """Record a consent decision with its proof (where, from which address, what the person saw).
+
+    `actor` is who recorded it for the audit log when that is not the source itself (an API key
+    reporting a checkout form's consent).
+    """
     if channel not in CHANNELS:
         raise ValidationError(f"must be one of {', '.join(CHANNELS)}", "channel")
     if status not in CONSENT_STATUSES:
@@ -177,7 +181,7 @@ def set_consent(
     consent.changed_at = utcnow()
     session.flush()
     if before != status:
-        audit(session, workspace_id, source, "consent.changed", "contact", contact_id,
+        audit(session, workspace_id, actor or source, "consent.changed", "contact", contact_id,
               {"channel": channel, "status": [before, status], "ip": ip})
     return consent
 

@@ -59,6 +59,10 @@ class _Group:
     existing: dict[str, Any] | None = None
     error: ValidationError | None = None
 
+    @property
+    def keys(self) -> list[tuple[str, Any]]:
+        return _keys(self.values)
+
 
 def _keys(values: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(k, values[k]) for k in IDENTITY_FIELDS if values.get(k)]
@@ -86,11 +90,12 @@ def _merge_rows(items: Sequence[ContactInput], outcomes: dict[int, Outcome]) -> 
             changed = _apply(group.values, item.values) | _apply(group.fields, item.fields)
             changed |= _apply(group.consent, item.consent)
             group.members.append((item, changed))
+            keys = group.keys
         else:
             group = _Group(item, {k: v for k, v in item.values.items() if v is not None},
                            {f: v for f, v in item.fields.items() if v is not None}, dict(item.consent))
             groups.append(group)
-        for k in _keys(group.values):
+        for k in keys:
             by_key[k] = group
     return groups
 
@@ -107,8 +112,9 @@ def _apply(target: dict[Any, Any], incoming: dict[Any, Any]) -> bool:
 
 def _find_existing(session: Session, workspace_id: int, groups: list[_Group]) -> None:
     wanted: dict[str, set[Any]] = {k: set() for k in IDENTITY_FIELDS}
-    for group in groups:
-        for k, v in _keys(group.values):
+    group_keys = [group.keys for group in groups]
+    for keys in group_keys:
+        for k, v in keys:
             wanted[k].add(v)
     found: dict[tuple[str, Any], dict[str, Any]] = {}
     columns = [CONTACTS.c.id, *(CONTACTS.c[f] for f in WRITABLE)]
@@ -118,15 +124,28 @@ def _find_existing(session: Session, workspace_id: int, groups: list[_Group]) ->
         stmt = select(*columns).where(CONTACTS.c.workspace_id == workspace_id, CONTACTS.c[key].in_(values))
         for row in session.execute(stmt).mappings():
             found[(key, row[key])] = dict(row)
-    for group in groups:
-        hits = {found[k]["id"]: found[k] for k in _keys(group.values) if k in found}
+    for group, keys in zip(groups, group_keys, strict=True):
+        hits = {found[k]["id"]: found[k] for k in keys if k in found}
         if len(hits) > 1:
-            names = ", ".join(k for k, _ in _keys(group.values) if (k, group.values[k]) in found)
-            group.error = ValidationError(f"matches {len(hits)} different existing contacts (by {names})",
-                                          _keys(group.values)[-1][0])
+            names = ", ".join(k for k, v in keys if (k, v) in found)
+            group.error = ValidationError(f"matches {len(hits)} different existing contacts (by {names})", keys[-1][0])
         elif hits:
             group.existing = next(iter(hits.values()))
             group.contact_id = group.existing["id"]
+
+
+def _assign_ids(session: Session, workspace_id: int, groups: list[_Group]) -> None:
+    """Fill in the ids of just-inserted contacts, looked up by the first key each one has."""
+    by_key: dict[str, dict[Any, _Group]] = {k: {} for k in IDENTITY_FIELDS}
+    for group in groups:
+        key, value = group.keys[0]
+        by_key[key][value] = group
+    for key, wanted in by_key.items():
+        if wanted:
+            stmt = select(CONTACTS.c[key], CONTACTS.c.id).where(
+                CONTACTS.c.workspace_id == workspace_id, CONTACTS.c[key].in_(list(wanted)))
+            for value, contact_id in session.execute(stmt):
+                wanted[value].contact_id = contact_id
 
 
 def upsert_contacts(
@@ -163,9 +182,10 @@ def _write(
     if new:
         rows = [{**DEFAULTS, **{f: None for f in WRITABLE if f not in DEFAULTS}, **g.values,
                  "workspace_id": workspace_id, "source": source, "created_at": now, "updated_at": now} for g in new]
-        stmt = insert(CONTACTS).returning(CONTACTS.c.id, sort_by_parameter_order=True)
-        for group, contact_id in zip(new, session.execute(stmt, rows).scalars(), strict=True):
-            group.contact_id = contact_id
+        # A plain executemany, then the ids by key: RETURNING in parameter order costs SQLite one
+        # statement per row.
+        session.execute(insert(CONTACTS), rows)
+        _assign_ids(session, workspace_id, new)
     changed = [g for g in old if any(g.existing[k] != v for k, v in g.values.items())]  # type: ignore[index]
     if changed:
         stmt = (update(CONTACTS).where(CONTACTS.c.id == bindparam("_id"))
