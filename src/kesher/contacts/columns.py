@@ -5,10 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kesher.contacts.fields import key_from_label
-from kesher.contacts.models import CHANNELS, CustomField
+from typing import TYPE_CHECKING, Any
+
+from kesher.contacts.inputs import CHANNELS, key_from_label
 from kesher.contacts.normalize import BUILTIN_FIELDS
 from kesher.errors import ValidationError
+
+if TYPE_CHECKING:
+    from kesher.contacts.models import CustomField
 
 _ALIASES: dict[str, tuple[str, ...]] = {
     "first_name": ("first name", "firstname", "given name", "name", "שם פרטי", "שם", "פרטי"),

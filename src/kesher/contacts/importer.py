@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
 from itertools import islice
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from sqlalchemy import event, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -26,11 +22,11 @@ from kesher.accounts.service import audit
 from kesher.config import Settings, get_settings
 from kesher.contacts import groups
 from kesher.contacts.columns import Column, plan_columns
-from kesher.contacts.fields import FieldSpec, create_field, fields_by_key
+from kesher.contacts.fields import create_field, fields_by_key
 from kesher.contacts.models import CustomField, ImportJob, ImportRowError
-from kesher.contacts.service import build_input
-from kesher.contacts.spreadsheet import RowProblem, check_text, detect, open_rows
-from kesher.contacts.upsert import ContactInput, Outcome, upsert_contacts
+from kesher.contacts.rows import RowPlan, prepared
+from kesher.contacts.spreadsheet import check_text, detect, open_rows
+from kesher.contacts.upsert import Outcome, upsert_contacts
 from kesher.db import Database
 from kesher.db.base import utcnow
 from kesher.errors import KesherError, NotFound, ValidationError
@@ -39,8 +35,6 @@ STALE = timedelta(seconds=90)
 PARALLEL_FROM_ROWS = 20_000
 PARALLEL_FROM_BYTES = 2 << 20
 MAX_UPLOAD = 1 << 30
-_YES = {"1", "true", "yes", "y", "כן", "v", "✓", "granted"}
-_NO = {"0", "false", "no", "n", "לא", "denied"}
 Progress = Callable[[ImportJob], None]
 
 
@@ -211,7 +205,8 @@ def _processes(path: str, total_rows: int | None) -> int:
     if configured >= 0:
         return configured
     big = (total_rows or 0) >= PARALLEL_FROM_ROWS or Path(path).stat().st_size >= PARALLEL_FROM_BYTES
-    return min(os.cpu_count() or 1, 4) if big else 0
+    # The writing process is the slower side, so one core stays with it (and the database).
+    return max(1, min((os.cpu_count() or 1) - 1, 4)) if big else 0
 
 
 def _create_new_fields(
@@ -222,92 +217,6 @@ def _create_new_fields(
             custom[column.field_key] = create_field(session, workspace_id, column.field_key,  # type: ignore[index]
                                                     column.header[:200], "text", actor=actor)
     return custom
-
-
-@dataclass(frozen=True)
-class RowPlan:
-    """Everything needed to turn a row into a contact input: plain data, so worker processes can use it."""
-
-    columns: tuple[Column, ...]
-    width: int
-    fields: dict[str, FieldSpec]
-    region: str
-
-    @classmethod
-    def build(cls, columns: list[Column], custom: dict[str, CustomField], region: str) -> RowPlan:
-        used = tuple(c for c in columns if c.target != "skip")
-        return cls(used, len(columns), {k: FieldSpec.of(f) for k, f in custom.items()}, region)
-
-    @property
-    def header_of(self) -> dict[str, str]:
-        return {("fields." + c.field_key if c.target == "field" else c.target): c.header for c in self.columns}
-
-
-def prepare(plan: RowPlan, chunk: list[tuple[int, list[Any]]]) -> list[ContactInput]:
-    """Validate a chunk of rows; blank rows are dropped."""
-    return [item for number, cells in chunk if (item := _item(plan, number, cells)) is not None]
-
-
-def _item(plan: RowPlan, number: int, cells: list[Any]) -> ContactInput | None:
-    if cells and isinstance(cells[0], RowProblem):
-        return ContactInput(number, {}, errors=[ValidationError(f"the row cannot be read: {cells[0].message}", "")])
-    if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):
-        return None
-    data: dict[str, Any] = {"fields": {}, "consent": {}}
-    errors: list[ValidationError] = []
-    if any(c not in (None, "") for c in cells[plan.width:]):
-        errors.append(ValidationError(f"the row has {len(cells)} cells but the header has {plan.width}", ""))
-    for column in plan.columns:
-        value = cells[column.index] if column.index < len(cells) else None
-        if column.target == "field":
-            data["fields"][column.field_key] = value
-        elif column.target.startswith("consent."):
-            status = _consent(value, column.target)
-            if isinstance(status, ValidationError):
-                errors.append(status)
-            elif status:
-                data["consent"][column.target.split(".", 1)[1]] = status
-        else:
-            data[column.target] = value
-    item = build_input(None, 0, number, data, plan.region, known_fields=plan.fields)  # type: ignore[arg-type]
-    item.errors = errors + item.errors
-    return item
-
-
-_worker_plan: RowPlan | None = None
-
-
-def _init_worker(plan: RowPlan) -> None:
-    global _worker_plan
-    _worker_plan = plan
-
-
-def _prepare_in_worker(chunk: list[tuple[int, list[Any]]]) -> list[ContactInput]:
-    return prepare(_worker_plan, chunk)  # type: ignore[arg-type]
-
-
-def prepared(
-    plan: RowPlan, rows: Iterator[tuple[int, list[Any]]], batch_size: int, processes: int,
-) -> Iterator[tuple[int, list[ContactInput]]]:
-    """(rows read, inputs) per batch, in file order. With processes, rows are checked in worker
-    processes while this one writes; at most two batches per process are in flight, so memory
-    stays flat whatever the file size."""
-    chunks = iter(lambda: list(islice(rows, batch_size)), [])
-    if processes <= 0:
-        for chunk in chunks:
-            yield len(chunk), prepare(plan, chunk)
-        return
-    with ProcessPoolExecutor(processes, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(plan,)) as pool:
-        pending: deque[tuple[int, Future[list[ContactInput]]]] = deque()
-        for chunk in chunks:
-            pending.append((len(chunk), pool.submit(_prepare_in_worker, chunk)))
-            if len(pending) >= 2 * processes:
-                count, future = pending.popleft()
-                yield count, future.result()
-        while pending:
-            count, future = pending.popleft()
-            yield count, future.result()
 
 
 def _record(session: Session, job: ImportJob, outcomes: list[Outcome], plan: RowPlan) -> None:
@@ -328,14 +237,3 @@ def _record(session: Session, job: ImportJob, outcomes: list[Outcome], plan: Row
                        for e in outcome.errors]
     if errors:
         session.execute(insert(ImportRowError.__table__), errors)
-
-
-def _consent(value: Any, column: str) -> str | ValidationError | None:
-    if value is None or str(value).strip() == "":
-        return None
-    text = str(value).strip().lower()
-    if text in _YES:
-        return "granted"
-    if text in _NO:
-        return "denied"
-    return ValidationError(f"{str(value)[:40]!r} is not yes/no (כן/לא)", column)

@@ -10,11 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from kesher.db.base import Base, BigId, JSONData, UTCDateTime, utcnow
 
-CHANNELS = ("email", "sms", "whatsapp")
-CONSENT_STATUSES = ("granted", "pending", "denied", "unsubscribed")
-FIELD_TYPES = ("text", "number", "date", "boolean", "choice")
-GENDERS = ("female", "male", "other")
-LANGUAGES = ("he", "en")
+from kesher.contacts.inputs import CHANNELS, CONSENT_STATUSES, FIELD_TYPES  # noqa: F401 - the vocabulary, re-exported
 
 
 def _ws() -> Mapped[int]:
@@ -27,7 +23,6 @@ class Contact(Base):
         UniqueConstraint("workspace_id", "email"),
         UniqueConstraint("workspace_id", "phone"),
         UniqueConstraint("workspace_id", "external_id"),
-        Index("ix_contacts_ws_created", "workspace_id", "created_at"),
         Index("ix_contacts_ws_first_name", "workspace_id", "first_name"),
         Index("ix_contacts_ws_last_name", "workspace_id", "last_name"),
         Index("ix_contacts_ws_city", "workspace_id", "city"),

@@ -101,7 +101,7 @@ def normalize_phone(value: Any, region: str = "IL") -> str | None:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         raise ValidationError(f"{text[:40]!r} is not a phone number", "phone") from None
-    if not (phonenumbers.is_valid_number(number) or _real_prefix(number)):
+    if not (_real_prefix(number) or phonenumbers.is_valid_number(number)):
         raise ValidationError(f"{text[:40]!r} is not a valid phone number", "phone")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
@@ -110,16 +110,20 @@ def _real_prefix(number: phonenumbers.PhoneNumber) -> bool:
     """True for a number of the right length whose operator or area prefix exists.
 
     Allocation tables lag the operators (050-1xxxxxx is in use yet unlisted), so a number is
-    accepted when the same prefix with a listed subscriber block is valid.
+    accepted when the same prefix with a listed subscriber block is valid. The answer depends only
+    on the country, the prefix and the length, so it is cached: a list repeats a few prefixes.
     """
     national = str(number.national_number)
-    if len(national) < 8:
+    return len(national) >= 8 and _prefix_ok(number.country_code, national[:-7], len(national))
+
+
+@lru_cache(maxsize=4096)
+def _prefix_ok(country_code: int, prefix: str, length: int) -> bool:
+    probe = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(prefix + "2345678"))
+    if len(str(probe.national_number)) != length:
         return False
-    if phonenumbers.is_possible_number_with_reason(number) != phonenumbers.ValidationResult.IS_POSSIBLE:
-        return False
-    probe = phonenumbers.PhoneNumber(country_code=number.country_code,
-                                     national_number=int(national[:-7] + "2345678"))
-    return phonenumbers.is_valid_number(probe)
+    return (phonenumbers.is_possible_number_with_reason(probe) == phonenumbers.ValidationResult.IS_POSSIBLE
+            and phonenumbers.is_valid_number(probe))
 
 
 def normalize_gender(value: Any) -> str | None:

@@ -11,12 +11,13 @@ from sqlalchemy import Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from kesher.accounts.service import audit
-from kesher.contacts.fields import coerce, fields_by_key, read_value, value_row
+from kesher.contacts.fields import fields_by_key, read_value, value_row
+from kesher.contacts.inputs import ContactInput, FieldSpec, validate_contact
 from kesher.contacts.models import (
     CHANNELS, CONSENT_STATUSES, Consent, Contact, ContactList, ContactTag, CustomField, FieldValue, ListMembership, Tag,
 )
 from kesher.contacts.normalize import BUILTIN_FIELDS, IDENTITY_FIELDS, normalize_contact
-from kesher.contacts.upsert import ContactInput, Outcome, upsert_contacts
+from kesher.contacts.upsert import Outcome, upsert_contacts
 from kesher.db.base import utcnow
 from kesher.db.upsert import upsert
 from kesher.errors import Conflict, NotFound, ValidationError
@@ -25,33 +26,16 @@ MAX_PAGE = 500
 
 
 def build_input(
-    session: Session, workspace_id: int, ref: int, data: dict[str, Any], region: str = "IL",
-    known_fields: dict[str, CustomField] | None = None,
+    session: Session | None, workspace_id: int, ref: int, data: dict[str, Any], region: str = "IL",
+    known_fields: dict[str, CustomField] | dict[str, FieldSpec] | None = None,
 ) -> ContactInput:
-    """Validate one contact given as a dict of built-in fields, `fields` and `consent`."""
-    known_fields = fields_by_key(session, workspace_id) if known_fields is None else known_fields
-    unknown = set(data) - set(BUILTIN_FIELDS) - {"fields", "consent"}
-    values, errors = normalize_contact(data, region)
-    errors += [ValidationError("is not a contact field", name) for name in sorted(unknown)]
-    typed: dict[CustomField, Any] = {}
-    for key, raw in (data.get("fields") or {}).items():
-        fld = known_fields.get(key)
-        if fld is None:
-            errors.append(ValidationError("no such custom field; create it first", f"fields.{key}"))
-            continue
-        try:
-            typed[fld] = coerce(fld, raw)
-        except ValidationError as exc:
-            errors.append(ValidationError(exc.message, f"fields.{key}"))
-    consent: dict[str, str] = {}
-    for channel, status in (data.get("consent") or {}).items():
-        if channel not in CHANNELS:
-            errors.append(ValidationError(f"must be one of {', '.join(CHANNELS)}", f"consent.{channel}"))
-        elif status not in CONSENT_STATUSES:
-            errors.append(ValidationError(f"must be one of {', '.join(CONSENT_STATUSES)}", f"consent.{channel}"))
-        else:
-            consent[channel] = status
-    return ContactInput(ref, values, typed, consent, errors)
+    """Validate one contact given as a dict of built-in fields, `fields` and `consent`.
+
+    The workspace's custom fields are read when `known_fields` is not given.
+    """
+    if known_fields is None:
+        known_fields = fields_by_key(session, workspace_id)  # type: ignore[arg-type]
+    return validate_contact(ref, data, known_fields, region)
 
 
 def save_contact(

@@ -14,8 +14,6 @@ from typing import Any
 from zipfile import BadZipFile
 
 from charset_normalizer import from_bytes
-from openpyxl import load_workbook
-from openpyxl.utils.exceptions import InvalidFileException
 
 from kesher.errors import ValidationError
 
@@ -145,6 +143,9 @@ class RowProblem:
 
 @contextmanager
 def _xlsx_rows(path: str | Path) -> Iterator[Iterator[tuple[int, list[Any]]]]:
+    from openpyxl import load_workbook  # imported here: worker processes that check rows never need it
+    from openpyxl.utils.exceptions import InvalidFileException
+
     fh = Path(path).open("rb")  # a file object: the format was told by content, not by the name's extension
     try:
         # read_only streams the sheet; data_only=False keeps a formula as its text, never its result.

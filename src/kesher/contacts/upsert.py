@@ -11,31 +11,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kesher.contacts.fields import read_value, value_row
+from kesher.contacts.inputs import ContactInput
 from kesher.contacts.models import Consent, ContactTag, Contact, CustomField, FieldValue, ListMembership
 from kesher.contacts.normalize import BUILTIN_FIELDS, IDENTITY_FIELDS
 from kesher.db.base import utcnow
-from kesher.db.upsert import insert_ignore, upsert
+from kesher.db.upsert import among, insert_ignore, insert_new, reserve_ids, upsert
 from kesher.errors import ValidationError
 
 CONTACTS = Contact.__table__
 WRITABLE = BUILTIN_FIELDS
 DEFAULTS = {"language": "he", "timezone": "Asia/Jerusalem"}
-
-
-@dataclass
-class ContactInput:
-    """One incoming contact: clean built-in values, typed custom values, consent by channel."""
-
-    ref: int
-    values: dict[str, Any]
-    fields: dict[CustomField, Any] = field(default_factory=dict)
-    consent: dict[str, str] = field(default_factory=dict)
-    errors: list[ValidationError] = field(default_factory=list)
 
 
 @dataclass
@@ -121,7 +111,7 @@ def _find_existing(session: Session, workspace_id: int, groups: list[_Group]) ->
     for key, values in wanted.items():
         if not values:
             continue
-        stmt = select(*columns).where(CONTACTS.c.workspace_id == workspace_id, CONTACTS.c[key].in_(values))
+        stmt = select(*columns).where(CONTACTS.c.workspace_id == workspace_id, among(session, CONTACTS.c[key], values))
         for row in session.execute(stmt).mappings():
             found[(key, row[key])] = dict(row)
     for group, keys in zip(groups, group_keys, strict=True):
@@ -143,7 +133,7 @@ def _assign_ids(session: Session, workspace_id: int, groups: list[_Group]) -> No
     for key, wanted in by_key.items():
         if wanted:
             stmt = select(CONTACTS.c[key], CONTACTS.c.id).where(
-                CONTACTS.c.workspace_id == workspace_id, CONTACTS.c[key].in_(list(wanted)))
+                CONTACTS.c.workspace_id == workspace_id, among(session, CONTACTS.c[key], wanted))
             for value, contact_id in session.execute(stmt):
                 wanted[value].contact_id = contact_id
 
@@ -182,27 +172,35 @@ def _write(
     if new:
         rows = [{**DEFAULTS, **{f: None for f in WRITABLE if f not in DEFAULTS}, **g.values,
                  "workspace_id": workspace_id, "source": source, "created_at": now, "updated_at": now} for g in new]
-        # A plain executemany, then the ids by key: RETURNING in parameter order costs SQLite one
-        # statement per row.
-        session.execute(insert(CONTACTS), rows)
-        _assign_ids(session, workspace_id, new)
+        # Ids come from the sequence up front, or are read back by key after the insert: RETURNING
+        # in parameter order would cost SQLite one statement per row, and rules out COPY on PostgreSQL.
+        ids = reserve_ids(session, CONTACTS, len(rows))
+        if ids is not None:
+            for group, row, contact_id in zip(new, rows, ids, strict=True):
+                group.contact_id = row["id"] = contact_id
+        insert_new(session, CONTACTS, rows)
+        if ids is None:
+            _assign_ids(session, workspace_id, new)
+    new_ids = {g.contact_id for g in new}
     changed = [g for g in old if any(g.existing[k] != v for k, v in g.values.items())]  # type: ignore[index]
     if changed:
         stmt = (update(CONTACTS).where(CONTACTS.c.id == bindparam("_id"))
                 .values({f: bindparam(f) for f in WRITABLE} | {"updated_at": bindparam("_now")}))
         session.execute(stmt, [{**{f: g.existing[f] for f in WRITABLE}, **g.values,  # type: ignore[index]
                                 "_id": g.contact_id, "_now": now} for g in changed])
-    fields_changed = _write_fields(session, workspace_id, [g for g in groups if g.error is None and g.fields])
-    _write_consent(session, workspace_id, [g for g in groups if g.error is None and g.consent], consent_source or source)
+    fields_changed = _write_fields(session, workspace_id, [g for g in groups if g.error is None and g.fields],
+                                   new_ids)
+    _write_consent(session, workspace_id, [g for g in groups if g.error is None and g.consent],
+                   consent_source or source, new_ids)
     ok = [g for g in groups if g.error is None]
     for list_id in list_ids:
-        insert_ignore(session, ListMembership.__table__, [
+        _store(session, ListMembership.__table__, [
             {"list_id": list_id, "contact_id": g.contact_id, "workspace_id": workspace_id, "added_at": now} for g in ok
-        ], ("list_id", "contact_id"))
+        ], new_ids, ("list_id", "contact_id"))
     for tag_id in tag_ids:
-        insert_ignore(session, ContactTag.__table__, [
+        _store(session, ContactTag.__table__, [
             {"tag_id": tag_id, "contact_id": g.contact_id, "workspace_id": workspace_id, "added_at": now} for g in ok
-        ], ("tag_id", "contact_id"))
+        ], new_ids, ("tag_id", "contact_id"))
     changed_ids = {id(g) for g in changed} | fields_changed
     for group in groups:
         if group.error is not None:
@@ -217,7 +215,20 @@ def _write(
             outcomes[item.ref] = Outcome(item.ref, member, group.contact_id)
 
 
-def _write_fields(session: Session, workspace_id: int, groups: list[_Group]) -> set[int]:
+def _store(
+    session: Session, table: Any, rows: list[dict[str, Any]], new_ids: set[int | None], keys: tuple[str, ...],
+    update: tuple[str, ...] = (),
+) -> None:
+    """Rows of just-created contacts cannot conflict, so they take the bulk path; the rest merge."""
+    insert_new(session, table, [r for r in rows if r["contact_id"] in new_ids])
+    rest = [r for r in rows if r["contact_id"] not in new_ids]
+    if update:
+        upsert(session, table, rest, keys, update)
+    else:
+        insert_ignore(session, table, rest, keys)
+
+
+def _write_fields(session: Session, workspace_id: int, groups: list[_Group], new_ids: set[int | None]) -> set[int]:
     """Upsert custom values that differ from what is stored; returns ids of groups that changed."""
     if not groups:
         return set()
@@ -237,12 +248,14 @@ def _write_fields(session: Session, workspace_id: int, groups: list[_Group]) -> 
             rows.append(value_row(fld, group.contact_id, workspace_id, value))  # type: ignore[arg-type]
             if group.existing is not None:
                 changed.add(id(group))
-    upsert(session, FieldValue.__table__, rows, ("contact_id", "field_id"),
+    _store(session, FieldValue.__table__, rows, new_ids, ("contact_id", "field_id"),
            ("value_text", "value_number", "value_date", "value_bool"))
     return changed
 
 
-def _write_consent(session: Session, workspace_id: int, groups: list[_Group], source: str) -> None:
+def _write_consent(
+    session: Session, workspace_id: int, groups: list[_Group], source: str, new_ids: set[int | None],
+) -> None:
     """Record consent given with the data; an unsubscribe is never overwritten by a bulk write."""
     if not groups:
         return
@@ -258,4 +271,4 @@ def _write_consent(session: Session, workspace_id: int, groups: list[_Group], so
         for g in groups for channel, status in g.consent.items()
         if stored.get((g.contact_id, channel)) not in ("unsubscribed", status)  # type: ignore[arg-type]
     ]
-    upsert(session, Consent.__table__, rows, ("contact_id", "channel"), ("status", "source", "changed_at"))
+    _store(session, Consent.__table__, rows, new_ids, ("contact_id", "channel"), ("status", "source", "changed_at"))

@@ -93,7 +93,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.create_index('ix_contacts_ws_city', ['workspace_id', 'city'], unique=False)
-        batch_op.create_index('ix_contacts_ws_created', ['workspace_id', 'created_at'], unique=False)
         batch_op.create_index('ix_contacts_ws_first_name', ['workspace_id', 'first_name'], unique=False)
         batch_op.create_index('ix_contacts_ws_last_name', ['workspace_id', 'last_name'], unique=False)
 
@@ -290,7 +289,6 @@ def downgrade() -> None:
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.drop_index('ix_contacts_ws_last_name')
         batch_op.drop_index('ix_contacts_ws_first_name')
-        batch_op.drop_index('ix_contacts_ws_created')
         batch_op.drop_index('ix_contacts_ws_city')
 
     op.drop_table('contacts')
