@@ -19,6 +19,9 @@ class Workspace(Base):
     slug: Mapped[str] = mapped_column(String(100), unique=True)
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Jerusalem")
     language: Mapped[str] = mapped_column(String(2), default="he")
+    # Workspace preferences (lifecycle thresholds, whether events may create contacts, ...);
+    # each package reads its own keys through its service, with defaults for missing ones.
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONData, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -20,7 +20,7 @@ from kesher.contacts.inputs import ContactInput
 from kesher.contacts.models import Consent, ContactTag, Contact, CustomField, FieldValue, ListMembership
 from kesher.contacts.normalize import BUILTIN_FIELDS, IDENTITY_FIELDS
 from kesher.db.base import utcnow
-from kesher.db.upsert import among, insert_ignore, insert_new, reserve_ids, upsert
+from kesher.db.upsert import among, insert_ignore, insert_new, insert_with_ids, upsert
 from kesher.errors import ValidationError
 
 CONTACTS = Contact.__table__
@@ -124,20 +124,6 @@ def _find_existing(session: Session, workspace_id: int, groups: list[_Group]) ->
             group.contact_id = group.existing["id"]
 
 
-def _assign_ids(session: Session, workspace_id: int, groups: list[_Group]) -> None:
-    """Fill in the ids of just-inserted contacts, looked up by the first key each one has."""
-    by_key: dict[str, dict[Any, _Group]] = {k: {} for k in IDENTITY_FIELDS}
-    for group in groups:
-        key, value = group.keys[0]
-        by_key[key][value] = group
-    for key, wanted in by_key.items():
-        if wanted:
-            stmt = select(CONTACTS.c[key], CONTACTS.c.id).where(
-                CONTACTS.c.workspace_id == workspace_id, among(session, CONTACTS.c[key], wanted))
-            for value, contact_id in session.execute(stmt):
-                wanted[value].contact_id = contact_id
-
-
 def upsert_contacts(
     session: Session, workspace_id: int, items: Sequence[ContactInput], *, source: str = "api",
     list_ids: Iterable[int] = (), tag_ids: Iterable[int] = (), consent_source: str = "",
@@ -172,15 +158,8 @@ def _write(
     if new:
         rows = [{**DEFAULTS, **{f: None for f in WRITABLE if f not in DEFAULTS}, **g.values,
                  "workspace_id": workspace_id, "source": source, "created_at": now, "updated_at": now} for g in new]
-        # Ids come from the sequence up front, or are read back by key after the insert: RETURNING
-        # in parameter order would cost SQLite one statement per row, and rules out COPY on PostgreSQL.
-        ids = reserve_ids(session, CONTACTS, len(rows))
-        if ids is not None:
-            for group, row, contact_id in zip(new, rows, ids, strict=True):
-                group.contact_id = row["id"] = contact_id
-        insert_new(session, CONTACTS, rows)
-        if ids is None:
-            _assign_ids(session, workspace_id, new)
+        for group, contact_id in zip(new, insert_with_ids(session, CONTACTS, rows), strict=True):
+            group.contact_id = contact_id
     new_ids = {g.contact_id for g in new}
     changed = [g for g in old if any(g.existing[k] != v for k, v in g.values.items())]  # type: ignore[index]
     if changed:

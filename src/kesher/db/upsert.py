@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Table, any_, bindparam, insert, text
+from psycopg.types.json import Jsonb
+from sqlalchemy import JSON, Table, any_, bindparam, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
@@ -25,19 +26,6 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> Any:
     return column.in_(values)
 
 
-def reserve_ids(session: Session, table: Table, count: int) -> list[int] | None:
-    """Ids for rows about to be inserted, from the table's sequence, where the database has one.
-
-    PostgreSQL hands them out in one query, so bulk inserts need no lookup afterwards to learn
-    them; SQLite has no sequence (None), and its in-process lookups are cheap.
-    """
-    if count == 0 or session.get_bind().dialect.name != "postgresql":
-        return None
-    sequence = f"{table.name}_id_seq"
-    rows = session.execute(text("SELECT nextval(:seq) FROM generate_series(1, :n)"), {"seq": sequence, "n": count})
-    return list(rows.scalars())
-
-
 def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert rows known to be new, as fast as the database allows: COPY on PostgreSQL.
 
@@ -50,12 +38,32 @@ def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -
         session.execute(insert(table), list(rows))
         return
     columns = list(rows[0])
+    json = {c for c in columns if isinstance(table.c[c].type, JSON)}
     quote = session.get_bind().dialect.identifier_preparer.quote
     sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
     driver = session.connection().connection.driver_connection
     with driver.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
         for row in rows:
-            copy.write_row([row[c] for c in columns])
+            copy.write_row([Jsonb(row[c]) if c in json else row[c] for c in columns])
+
+
+def insert_with_ids(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert rows known to be new; returns their ids, in the order of `rows`.
+
+    PostgreSQL hands the ids out from the table's sequence in one query, then takes the rows by
+    COPY. SQLite gives each new row max(id) + 1, and the writer holds the database lock from its
+    first insert to its commit, so the newest N ids are exactly these rows.
+    """
+    if not rows:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        ids = list(session.execute(text("SELECT nextval(:seq) FROM generate_series(1, :n)"),
+                                   {"seq": f"{table.name}_id_seq", "n": len(rows)}).scalars())
+        insert_new(session, table, [{**row, "id": row_id} for row, row_id in zip(rows, ids, strict=True)])
+        return ids
+    insert_new(session, table, rows)
+    newest = session.execute(select(table.c.id).order_by(table.c.id.desc()).limit(len(rows))).scalars()
+    return sorted(newest)
 
 
 def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Iterable[str]) -> None:

@@ -1,0 +1,1 @@
+"""Behaviour in: events, their ingest, per-contact rollups, the product catalogue."""

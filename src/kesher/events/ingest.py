@@ -1,0 +1,184 @@
+"""The one way events come in: validated one by one, stored once, rollups updated in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from pydantic import ValidationError as PydanticError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kesher.accounts.models import Workspace
+from kesher.contacts.inputs import ContactInput
+from kesher.contacts.models import Contact
+from kesher.contacts.normalize import normalize_email, normalize_phone
+from kesher.contacts.upsert import upsert_contacts
+from kesher.db.base import utcnow
+from kesher.db.upsert import among, insert_new, insert_with_ids
+from kesher.errors import ValidationError
+from kesher.events import rollups
+from kesher.events.models import Event, PurchaseItem
+from kesher.events.schemas import EventIn, IngestError, IngestResult, properties_model
+
+EVENTS = Event.__table__
+
+
+@dataclass
+class Accepted:
+    """A valid event, with its contact resolved and its row ready."""
+
+    index: int
+    event: EventIn
+    ts: datetime
+    contact_key: tuple[str, Any] | None
+    contact_id: int | None = None
+
+
+def _fail(result: IngestResult, index: int, field: str, message: str) -> None:
+    result.errors.append(IngestError(index=index, field=field, message=message))
+
+
+def _loc(prefix: str, loc: Sequence[Any]) -> str:
+    return ".".join([prefix, *(str(p) for p in loc)]) if prefix else ".".join(str(p) for p in loc) or "event"
+
+
+def validate(raw: Sequence[Any], result: IngestResult, region: str, now: datetime) -> list[Accepted]:
+    accepted = []
+    for index, item in enumerate(raw):
+        try:
+            event = EventIn.model_validate(item)
+        except PydanticError as exc:
+            err = exc.errors()[0]
+            _fail(result, index, _loc("", err["loc"]), err["msg"])
+            continue
+        try:
+            model = properties_model(event.type)
+            event.properties = model.model_validate(event.properties).model_dump(exclude_none=True)  # type: ignore[union-attr]
+        except PydanticError as exc:
+            err = exc.errors()[0]
+            _fail(result, index, _loc("properties", err["loc"]), err["msg"])
+            continue
+        try:
+            key = _contact_key(event, region)
+        except ValidationError as exc:
+            _fail(result, index, f"contact.{exc.field}", exc.message)
+            continue
+        accepted.append(Accepted(index, event, event.ts or now, key))
+    return accepted
+
+
+def _contact_key(event: EventIn, region: str) -> tuple[str, Any] | None:
+    ref = event.contact
+    if ref is None:
+        return None
+    if ref.id:
+        return ("id", ref.id)
+    if ref.external_id:
+        return ("external_id", ref.external_id)
+    if ref.email:
+        return ("email", normalize_email(ref.email))
+    return ("phone", normalize_phone(ref.phone, region))
+
+
+def _resolve_contacts(session: Session, workspace: Workspace, accepted: list[Accepted], result: IngestResult) -> list[Accepted]:
+    """Find each event's contact by one indexed query per kind of key; create missing ones if allowed."""
+    wanted: dict[str, set[Any]] = {}
+    for a in accepted:
+        if a.contact_key:
+            wanted.setdefault(a.contact_key[0], set()).add(a.contact_key[1])
+    found: dict[tuple[str, Any], int] = {}
+    for kind, values in wanted.items():
+        column = Contact.__table__.c[kind]
+        stmt = select(column, Contact.__table__.c.id).where(Contact.__table__.c.workspace_id == workspace.id,
+                                                             among(session, column, values))
+        found.update({(kind, v): cid for v, cid in session.execute(stmt)})
+    missing = {a.contact_key for a in accepted if a.contact_key and a.contact_key not in found}
+    creatable = sorted((k for k in missing if k[0] != "id"), key=str)
+    if creatable and workspace.settings.get("events_create_contacts", True):
+        items = [ContactInput(i, {kind: value}) for i, (kind, value) in enumerate(creatable)]
+        for key, outcome in zip(creatable, upsert_contacts(session, workspace.id, items, source="events"), strict=True):
+            if outcome.contact_id is not None:
+                found[key] = outcome.contact_id
+    kept = []
+    for a in accepted:
+        if a.contact_key is None:
+            kept.append(a)
+        elif a.contact_key in found:
+            a.contact_id = found[a.contact_key]
+            kept.append(a)
+        else:
+            kind, value = a.contact_key
+            why = "no such contact in this workspace" if kind == "id" else \
+                f"no contact with this {kind}, and this workspace does not create contacts from events"
+            _fail(result, a.index, f"contact.{kind}", why)
+    return kept
+
+
+def _drop_replays(session: Session, workspace_id: int, accepted: list[Accepted], result: IngestResult) -> list[Accepted]:
+    """An idempotency key already stored, or seen earlier in this batch, is counted once."""
+    keys = {a.event.idempotency_key for a in accepted if a.event.idempotency_key}
+    seen: set[str] = set()
+    if keys:
+        stmt = select(Event.idempotency_key).where(Event.workspace_id == workspace_id,
+                                                   among(session, EVENTS.c.idempotency_key, keys))
+        seen = set(session.scalars(stmt))
+    fresh = []
+    for a in accepted:
+        key = a.event.idempotency_key
+        if key and key in seen:
+            result.duplicates += 1
+            continue
+        if key:
+            seen.add(key)
+        fresh.append(a)
+    return fresh
+
+
+def minor_units(amount: float) -> int:
+    """Money in agorot, rounded half up once here, so every sum after this is exact."""
+    return int((Decimal(str(amount)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _amount(event: EventIn) -> int | None:
+    if event.type == "purchase":
+        return minor_units(event.properties["total"])
+    if event.type == "refund":
+        return minor_units(event.properties["amount"])
+    return None
+
+
+def ingest(session: Session, workspace: Workspace, raw: Sequence[Any], *, source: str = "api",
+           region: str = "IL") -> IngestResult:
+    """Store every valid event of `raw` and update rollups; report each rejected one by its index."""
+    result = IngestResult()
+    now = utcnow()
+    accepted = validate(raw, result, region, now)
+    accepted = _resolve_contacts(session, workspace, accepted, result)
+    accepted = _drop_replays(session, workspace.id, accepted, result)
+    store(session, workspace.id, accepted, source, now)
+    result.accepted = len(accepted)
+    result.errors.sort(key=lambda e: e.index)
+    return result
+
+
+def store(session: Session, workspace_id: int, accepted: list[Accepted], source: str, now: datetime) -> list[int]:
+    """Write events (and purchase lines) known to be new, and fold them into the rollups."""
+    if not accepted:
+        return []
+    rows = [{"workspace_id": workspace_id, "contact_id": a.contact_id, "anonymous_id": a.event.anonymous_id,
+             "type": a.event.type, "ts": a.ts, "received_at": now, "idempotency_key": a.event.idempotency_key,
+             "source": source, "amount_minor": _amount(a.event), "campaign_id": a.event.properties.get("campaign_id"),
+             "properties": a.event.properties} for a in accepted]
+    ids = insert_with_ids(session, EVENTS, rows)
+    items = [{"event_id": event_id, "workspace_id": workspace_id, "contact_id": a.contact_id, "ts": a.ts,
+              "sku": i["sku"], "name": i.get("name", ""), "category": i.get("category", ""),
+              "price": i.get("price", 0.0), "quantity": i.get("quantity", 1.0)}
+             for a, event_id in zip(accepted, ids, strict=True) if a.event.type == "purchase"
+             for i in a.event.properties.get("items", [])]
+    insert_new(session, PurchaseItem.__table__, items)
+    rollups.apply(session, workspace_id, [row for row in rows if row["contact_id"] is not None], items)
+    return ids

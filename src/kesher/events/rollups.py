@@ -1,0 +1,208 @@
+"""Per-contact rollups: kept current at ingest, and rebuilt from the events on demand.
+
+Every rollup is an order-free aggregate (a count or sum, an earliest or a latest time), defined
+once in ROLLUPS below. `apply` folds a batch of new events in with merge expressions; `rebuild`
+computes the same aggregates from the events in SQL. Applying any batches in any order thus
+gives what a rebuild gives; the property test in tests/events checks it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import BigInteger, Integer, case, cast, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from kesher.events.models import CampaignReceipt, CategoryStat, ContactRollup, Event, PurchaseItem
+from kesher.events.schemas import SITE_ACTIONS
+
+EMAIL_CAMPAIGN_EVENTS = ("email_sent", "email_opened", "email_clicked")
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """One rollup column: how events contribute to it, and how two partial values merge."""
+
+    column: str
+    kind: str  # latest, earliest, count, sum
+    types: tuple[str, ...]
+    field: str = "ts"  # for sums: the event column added up
+
+
+ROLLUPS = (
+    Rollup("last_open_at", "latest", ("email_opened",)),
+    Rollup("last_click_at", "latest", ("email_clicked",)),
+    Rollup("last_purchase_at", "latest", ("purchase",)),
+    Rollup("first_purchase_at", "earliest", ("purchase",)),
+    Rollup("last_visit_at", "latest", tuple(sorted(SITE_ACTIONS))),
+    Rollup("last_event_at", "latest", ()),  # () = every type
+    Rollup("sent_count", "count", ("email_sent",)),
+    Rollup("open_count", "count", ("email_opened",)),
+    Rollup("click_count", "count", ("email_clicked",)),
+    Rollup("purchase_count", "count", ("purchase",)),
+    Rollup("revenue_minor", "sum", ("purchase",), "amount_minor"),
+    Rollup("refunds_minor", "sum", ("refund",), "amount_minor"),
+)
+ZERO = {"count": 0, "sum": 0, "latest": None, "earliest": None}
+
+
+def _merge_value(kind: str, a: Any, b: Any) -> Any:
+    if kind in ("count", "sum"):
+        return a + b
+    if a is None or b is None:
+        return b if a is None else a
+    return max(a, b) if kind == "latest" else min(a, b)
+
+
+def _merge_sql(kind: str, old: Any, new: Any) -> Any:
+    """The SQL that merges a stored value with an incoming one; NULL means "none yet"."""
+    if kind in ("count", "sum"):
+        return old + new
+    newer = new > old if kind == "latest" else new < old
+    return case((old.is_(None), new), (new.is_(None), old), (newer, new), else_=old)
+
+
+def _insert(session: Session, table: Any) -> Any:
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def _merge_upsert(session: Session, table: Any, rows: list[dict[str, Any]], keys: tuple[str, ...],
+                  kinds: dict[str, str]) -> None:
+    if not rows:
+        return
+    stmt = _insert(session, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={col: _merge_sql(kind, table.c[col], stmt.excluded[col]) for col, kind in kinds.items()},
+    )
+    session.execute(stmt, rows)
+
+
+def _fold(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any],
+          contributions: Callable[[dict[str, Any]], dict[str, Any]], kinds: dict[str, str]) -> dict[Any, dict[str, Any]]:
+    out: dict[Any, dict[str, Any]] = defaultdict(lambda: {c: ZERO[k] for c, k in kinds.items()})
+    for row in rows:
+        target = out[key(row)]
+        for column, value in contributions(row).items():
+            target[column] = _merge_value(kinds[column], target[column], value)
+    return out
+
+
+def _contact_contributions(row: dict[str, Any]) -> dict[str, Any]:
+    found = {}
+    for r in ROLLUPS:
+        if r.types and row["type"] not in r.types:
+            continue
+        if r.kind == "count":
+            found[r.column] = 1
+        elif r.kind == "sum":
+            found[r.column] = row[r.field] or 0
+        else:
+            found[r.column] = row["ts"]
+    return found
+
+
+CONTACT_KINDS = {r.column: r.kind for r in ROLLUPS}
+CATEGORY_KINDS = {"purchase_count": "count", "first_purchase_at": "earliest", "last_purchase_at": "latest"}
+RECEIPT_KINDS = {"sent_at": "earliest", "first_open_at": "earliest", "first_click_at": "earliest"}
+_RECEIPT_COLUMN = {"email_sent": "sent_at", "email_opened": "first_open_at", "email_clicked": "first_click_at"}
+
+
+def apply(session: Session, workspace_id: int, events: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:
+    """Fold new events (rows as stored, each with a contact) and their purchase lines into the rollups."""
+    per_contact = _fold(events, lambda e: e["contact_id"], _contact_contributions, CONTACT_KINDS)
+    _merge_upsert(session, ContactRollup.__table__,
+                  [{"contact_id": cid, "workspace_id": workspace_id, **values} for cid, values in per_contact.items()],
+                  ("contact_id",), CONTACT_KINDS)
+    # A purchase counts once per category it holds, however many lines of that category it has.
+    lines = {(i["event_id"], i["category"]): i for i in items if i["contact_id"] is not None and i["category"]}
+    per_category = _fold(list(lines.values()), lambda i: (i["contact_id"], i["category"]),
+                         lambda i: {"purchase_count": 1, "first_purchase_at": i["ts"], "last_purchase_at": i["ts"]},
+                         CATEGORY_KINDS)
+    _merge_upsert(session, CategoryStat.__table__,
+                  [{"contact_id": c, "category": cat, "workspace_id": workspace_id, **v}
+                   for (c, cat), v in per_category.items()], ("contact_id", "category"), CATEGORY_KINDS)
+    receipts = [e for e in events if e["type"] in _RECEIPT_COLUMN and e["campaign_id"]]
+    per_receipt = _fold(receipts, lambda e: (e["contact_id"], e["campaign_id"]),
+                        lambda e: {_RECEIPT_COLUMN[e["type"]]: e["ts"]}, RECEIPT_KINDS)
+    _merge_upsert(session, CampaignReceipt.__table__,
+                  [{"contact_id": c, "campaign_id": camp, "workspace_id": workspace_id, **v}
+                   for (c, camp), v in per_receipt.items()], ("contact_id", "campaign_id"), RECEIPT_KINDS)
+
+
+# Rebuild -----------------------------------------------------------------------------------------
+
+
+def _aggregate(r: Rollup) -> Any:
+    matches = Event.type.in_(r.types) if r.types else literal(True)
+    if r.kind == "count":
+        return func.coalesce(func.sum(case((matches, 1), else_=0)), 0)
+    if r.kind == "sum":
+        return cast(func.coalesce(func.sum(case((matches, getattr(Event, r.field)), else_=0)), 0), BigInteger)
+    chosen = case((matches, Event.ts), else_=None)
+    return func.max(chosen) if r.kind == "latest" else func.min(chosen)
+
+
+def rebuild(session: Session, workspace_id: int) -> None:
+    """Recompute every rollup of the workspace from its events, in SQL (memory stays flat).
+
+    Lifecycle columns are kept; the lifecycle refresh recomputes them from the new aggregates.
+    """
+    rollups = ContactRollup.__table__
+    session.execute(update(rollups).where(rollups.c.workspace_id == workspace_id)
+                    .values({c: ZERO[k] if k in ("count", "sum") else None for c, k in CONTACT_KINDS.items()}))
+    select_contacts = (
+        select(Event.contact_id, literal(workspace_id).label("workspace_id"),
+               *(_aggregate(r).label(r.column) for r in ROLLUPS))
+        .where(Event.workspace_id == workspace_id, Event.contact_id.is_not(None))
+        .group_by(Event.contact_id)
+    )
+    _insert_select(session, rollups, select_contacts, ("contact_id",), list(CONTACT_KINDS))
+
+    stats = CategoryStat.__table__
+    session.execute(stats.delete().where(stats.c.workspace_id == workspace_id))
+    per_order = (select(PurchaseItem.contact_id, PurchaseItem.category, PurchaseItem.event_id,
+                        func.min(PurchaseItem.ts).label("ts"))
+                 .where(PurchaseItem.workspace_id == workspace_id, PurchaseItem.contact_id.is_not(None),
+                        PurchaseItem.category != "")
+                 .group_by(PurchaseItem.contact_id, PurchaseItem.category, PurchaseItem.event_id).subquery())
+    session.execute(stats.insert().from_select(
+        ["contact_id", "category", "workspace_id", "purchase_count", "first_purchase_at", "last_purchase_at"],
+        select(per_order.c.contact_id, per_order.c.category, literal(workspace_id), cast(func.count(), Integer),
+               func.min(per_order.c.ts), func.max(per_order.c.ts))
+        .group_by(per_order.c.contact_id, per_order.c.category)))
+
+    receipts = CampaignReceipt.__table__
+    session.execute(receipts.delete().where(receipts.c.workspace_id == workspace_id))
+    at = {column: func.min(case((Event.type == kind, Event.ts), else_=None)) for kind, column in _RECEIPT_COLUMN.items()}
+    session.execute(receipts.insert().from_select(
+        ["contact_id", "campaign_id", "workspace_id", *at],
+        select(Event.contact_id, Event.campaign_id, literal(workspace_id), *at.values())
+        .where(Event.workspace_id == workspace_id, Event.contact_id.is_not(None), Event.campaign_id.is_not(None),
+               Event.type.in_(EMAIL_CAMPAIGN_EVENTS))
+        .group_by(Event.contact_id, Event.campaign_id)))
+
+
+def _insert_select(session: Session, table: Any, query: Any, keys: tuple[str, ...], columns: list[str]) -> None:
+    names = [c.name for c in query.selected_columns]
+    stmt = _insert(session, table).from_select(names, query)
+    stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns})
+    session.execute(stmt)
+
+
+def contact_rollup(session: Session, contact_id: int) -> ContactRollup | None:
+    return session.get(ContactRollup, contact_id)
+
+
+def last_campaigns(session: Session, contact_id: int, n: int = 3) -> list[CampaignReceipt]:
+    """The last `n` campaigns sent to the contact, newest first, with when each was opened or clicked."""
+    stmt = (select(CampaignReceipt).where(CampaignReceipt.contact_id == contact_id, CampaignReceipt.sent_at.is_not(None))
+            .order_by(CampaignReceipt.sent_at.desc()).limit(n))
+    return list(session.scalars(stmt))
+
+
+__all__ = ["ROLLUPS", "apply", "contact_rollup", "last_campaigns", "rebuild"]
