@@ -23,16 +23,18 @@ from kesher.config import Settings, get_settings
 from kesher.contacts import groups
 from kesher.contacts.columns import Column, plan_columns
 from kesher.contacts.fields import create_field, fields_by_key
-from kesher.contacts.models import CustomField, ImportJob, ImportRowError
+from kesher.contacts.models import Contact, CustomField, ImportJob, ImportRowError
 from kesher.contacts.rows import RowPlan, prepared
 from kesher.contacts.spreadsheet import check_text, detect, open_rows
 from kesher.contacts.upsert import Outcome, upsert_contacts
 from kesher.db import Database
 from kesher.db.base import utcnow
+from kesher.db.upsert import refresh_statistics
 from kesher.errors import KesherError, NotFound, ValidationError
 
 STALE = timedelta(seconds=90)
 PARALLEL_FROM_ROWS = 20_000
+ANALYZE_FROM = 10_000  # new contacts; then each time the import has doubled them
 PARALLEL_FROM_BYTES = 2 << 20
 MAX_UPLOAD = 1 << 30
 Progress = Callable[[ImportJob], None]
@@ -183,6 +185,7 @@ def _run(db: Database, import_id: int, batch_size: int, progress: Progress | Non
         list_ids = [groups.get_or_create(session, workspace_id, "list", options["list"]).id] if options.get("list") else []
     plan = RowPlan.build(columns, custom, get_settings().default_phone_region)
     processes = _processes(path, job.total_rows)
+    analyzed_at = ANALYZE_FROM // 2
     with open_rows(path, fmt) as (_, rows):
         for count, items in prepared(plan, islice(rows, start, None), batch_size, processes):
             with db.session() as session:
@@ -193,6 +196,9 @@ def _run(db: Database, import_id: int, batch_size: int, progress: Progress | Non
                 _record(session, job, outcomes, plan)
                 job.rows_done += count
                 job.heartbeat_at = utcnow()
+                if job.created >= analyzed_at * 2:
+                    refresh_statistics(session, Contact.__table__)
+                    analyzed_at = job.created
             if progress:
                 progress(job)
     parts = f"{job.created:,} created, {job.updated:,} updated, {job.skipped:,} skipped, {job.failed:,} failed"

@@ -20,7 +20,7 @@ from kesher.contacts.inputs import ContactInput
 from kesher.contacts.models import Consent, ContactTag, Contact, CustomField, FieldValue, ListMembership
 from kesher.contacts.normalize import BUILTIN_FIELDS, IDENTITY_FIELDS
 from kesher.db.base import utcnow
-from kesher.db.upsert import among, insert_ignore, insert_new, insert_with_ids, upsert
+from kesher.db.upsert import insert_ignore, insert_new, insert_with_ids, lookup, upsert
 from kesher.errors import ValidationError
 
 CONTACTS = Contact.__table__
@@ -111,9 +111,8 @@ def _find_existing(session: Session, workspace_id: int, groups: list[_Group]) ->
     for key, values in wanted.items():
         if not values:
             continue
-        stmt = select(*columns).where(CONTACTS.c.workspace_id == workspace_id, among(session, CONTACTS.c[key], values))
-        for row in session.execute(stmt).mappings():
-            found[(key, row[key])] = dict(row)
+        for row in lookup(session, CONTACTS.c[key], values, columns, CONTACTS.c.workspace_id == workspace_id):
+            found[(key, row._mapping[key])] = dict(row._mapping)
     for group, keys in zip(groups, group_keys, strict=True):
         hits = {found[k]["id"]: found[k] for k in keys if k in found}
         if len(hits) > 1:

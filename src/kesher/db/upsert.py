@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, Table, any_, bindparam, insert, select, text
+from sqlalchemy import JSON, Table, any_, bindparam, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 
-def _insert(session: Session, table: Table) -> Any:
+def dialect_insert(session: Session, table: Table) -> Any:
+    """INSERT with the database's own ON CONFLICT support."""
     name = session.get_bind().dialect.name
     return postgresql.insert(table) if name == "postgresql" else sqlite.insert(table)
 
 
-def among(session: Session, column: Any, values: Iterable[Any]) -> Any:
-    """`column IN values` for thousands of values: one array parameter on PostgreSQL, where an
-    IN list of N placeholders costs the driver N rewrites and the server N parameters."""
+def lookup(session: Session, column: Any, values: Iterable[Any], columns: Sequence[Any], *where: Any) -> Any:
+    """Rows (`columns`) whose `column` is one of `values`: thousands of identifiers matched at once.
+
+    On PostgreSQL the values travel as one array (`= ANY`), not as thousands of parameters that
+    the driver would rewrite one by one.
+    """
     values = list(values)
+    if not values:
+        return []
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
-    return column.in_(values)
+        match = column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    else:
+        match = column.in_(values)
+    return session.execute(select(*columns).where(*where, match)).all()
+
+
+def refresh_statistics(session: Session, table: Table) -> None:
+    """Let the planner see a table's current size after a bulk load has grown it (PostgreSQL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"ANALYZE {session.get_bind().dialect.identifier_preparer.quote(table.name)}"))
 
 
 def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -70,18 +84,37 @@ def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]
     """Insert rows, leaving rows that already exist (by the unique `keys`) untouched."""
     if not rows:
         return
-    stmt = _insert(session, table).on_conflict_do_nothing(index_elements=list(keys))
+    stmt = dialect_insert(session, table).on_conflict_do_nothing(index_elements=list(keys))
     session.execute(stmt, list(rows))
+
+
+def merge_rows(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str],
+    merge: Callable[[Any], dict[str, Any]],
+) -> None:
+    """Insert rows, or merge each into the stored row with the same `keys`.
+
+    `merge(excluded)` gives the SET clause from the incoming row (`excluded`) and the stored one
+    (the table's columns). Rows must be unique by `keys`. On PostgreSQL all rows travel as one
+    array per column in a single statement; an executemany would cost the server one statement
+    per row.
+    """
+    if not rows:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        stmt = dialect_insert(session, table)
+        session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=merge(stmt.excluded)), list(rows))
+        return
+    columns = list(rows[0])
+    arrays = [bindparam(f"v_{c}", [row[c] for row in rows], type_=ARRAY(table.c[c].type)) for c in columns]
+    source = func.unnest(*arrays).table_valued(*columns).render_derived()
+    stmt = postgresql.insert(table).from_select(columns, select(*(source.c[c] for c in columns)))
+    session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=merge(stmt.excluded)))
 
 
 def upsert(
     session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Iterable[str], update: Iterable[str]
 ) -> None:
     """Insert rows, or overwrite the `update` columns of rows that exist (by the unique `keys`)."""
-    if not rows:
-        return
-    stmt = _insert(session, table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(keys), set_={col: stmt.excluded[col] for col in update}
-    )
-    session.execute(stmt, list(rows))
+    columns = list(update)
+    merge_rows(session, table, rows, list(keys), lambda new: {c: new[c] for c in columns})

@@ -18,7 +18,7 @@ from kesher.contacts.models import Contact
 from kesher.contacts.normalize import normalize_email, normalize_phone
 from kesher.contacts.upsert import upsert_contacts
 from kesher.db.base import utcnow
-from kesher.db.upsert import among, insert_new, insert_with_ids
+from kesher.db.upsert import insert_new, insert_with_ids, lookup
 from kesher.errors import ValidationError
 from kesher.events import rollups
 from kesher.events.models import Event, PurchaseItem
@@ -92,10 +92,9 @@ def _resolve_contacts(session: Session, workspace: Workspace, accepted: list[Acc
             wanted.setdefault(a.contact_key[0], set()).add(a.contact_key[1])
     found: dict[tuple[str, Any], int] = {}
     for kind, values in wanted.items():
-        column = Contact.__table__.c[kind]
-        stmt = select(column, Contact.__table__.c.id).where(Contact.__table__.c.workspace_id == workspace.id,
-                                                             among(session, column, values))
-        found.update({(kind, v): cid for v, cid in session.execute(stmt)})
+        table = Contact.__table__
+        rows = lookup(session, table.c[kind], values, [table.c[kind], table.c.id], table.c.workspace_id == workspace.id)
+        found.update({(kind, v): cid for v, cid in rows})
     missing = {a.contact_key for a in accepted if a.contact_key and a.contact_key not in found}
     creatable = sorted((k for k in missing if k[0] != "id"), key=str)
     if creatable and workspace.settings.get("events_create_contacts", True):
@@ -123,9 +122,9 @@ def _drop_replays(session: Session, workspace_id: int, accepted: list[Accepted],
     keys = {a.event.idempotency_key for a in accepted if a.event.idempotency_key}
     seen: set[str] = set()
     if keys:
-        stmt = select(Event.idempotency_key).where(Event.workspace_id == workspace_id,
-                                                   among(session, EVENTS.c.idempotency_key, keys))
-        seen = set(session.scalars(stmt))
+        rows = lookup(session, EVENTS.c.idempotency_key, keys, [EVENTS.c.idempotency_key],
+                      EVENTS.c.workspace_id == workspace_id)
+        seen = {key for (key,) in rows}
     fresh = []
     for a in accepted:
         key = a.event.idempotency_key

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, case, cast, func, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from kesher.db.upsert import dialect_insert, merge_rows
 from kesher.events.models import CampaignReceipt, CategoryStat, ContactRollup, Event, PurchaseItem
 from kesher.events.schemas import SITE_ACTIONS
 
@@ -66,20 +66,10 @@ def _merge_sql(kind: str, old: Any, new: Any) -> Any:
     return case((old.is_(None), new), (new.is_(None), old), (newer, new), else_=old)
 
 
-def _insert(session: Session, table: Any) -> Any:
-    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
-
-
 def _merge_upsert(session: Session, table: Any, rows: list[dict[str, Any]], keys: tuple[str, ...],
                   kinds: dict[str, str]) -> None:
-    if not rows:
-        return
-    stmt = _insert(session, table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={col: _merge_sql(kind, table.c[col], stmt.excluded[col]) for col, kind in kinds.items()},
-    )
-    session.execute(stmt, rows)
+    merge_rows(session, table, rows, keys,
+               lambda new: {col: _merge_sql(kind, table.c[col], new[col]) for col, kind in kinds.items()})
 
 
 def _fold(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any],
@@ -189,7 +179,7 @@ def rebuild(session: Session, workspace_id: int) -> None:
 
 def _insert_select(session: Session, table: Any, query: Any, keys: tuple[str, ...], columns: list[str]) -> None:
     names = [c.name for c in query.selected_columns]
-    stmt = _insert(session, table).from_select(names, query)
+    stmt = dialect_insert(session, table).from_select(names, query)
     stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns})
     session.execute(stmt)
 
