@@ -19,6 +19,7 @@ from kesher.errors import AuthError, Conflict, NotFound, ValidationError
 _hasher = PasswordHasher()
 KEY_PREFIX = "ksr_"
 MIN_PASSWORD = 8
+_SLUG = re.compile(r"^(?=.{1,100}$)[a-z][a-z0-9]*(-[a-z0-9]+)*$")  # a letter first: digits mean an id
 
 
 def _slugify(name: str) -> str:
@@ -26,15 +27,23 @@ def _slugify(name: str) -> str:
     return slug or "workspace"
 
 
-def create_workspace(session: Session, name: str, *, timezone: str = "Asia/Jerusalem", language: str = "he") -> Workspace:
+def create_workspace(
+    session: Session, name: str, *, timezone: str = "Asia/Jerusalem", language: str = "he", slug: str | None = None,
+) -> Workspace:
+    """A new workspace; its slug comes from the name (made unique) unless `slug` is given, which must be free."""
     name = name.strip()
     if not name:
         raise ValidationError("must not be empty", "name")
-    base = _slugify(name)
-    slug, n = base, 1
-    while session.scalar(select(Workspace.id).where(Workspace.slug == slug)) is not None:
-        n += 1
-        slug = f"{base}-{n}"
+    if slug is None:
+        base = _slugify(name)
+        slug, n = base, 1
+        while session.scalar(select(Workspace.id).where(Workspace.slug == slug)) is not None:
+            n += 1
+            slug = f"{base}-{n}"
+    elif not _SLUG.match(slug):
+        raise ValidationError("must start with a letter and hold only a-z, 0-9 and single dashes (100 at most)", "slug")
+    elif session.scalar(select(Workspace.id).where(Workspace.slug == slug)) is not None:
+        raise Conflict(f"a workspace {slug!r} exists", "slug")
     workspace = Workspace(name=name, slug=slug, timezone=timezone, language=language)
     session.add(workspace)
     session.flush()
@@ -70,6 +79,18 @@ def create_user(
     session.flush()
     if workspace is not None:
         add_member(session, user, workspace, role)
+    return user
+
+
+def set_password(session: Session, email: str, password: str) -> User:
+    """Give the user with this email a new password."""
+    if len(password) < MIN_PASSWORD:
+        raise ValidationError(f"must be at least {MIN_PASSWORD} characters", "password")
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise NotFound(f"no user {email!r}", "email")
+    user.password_hash = _hasher.hash(password)
+    session.flush()
     return user
 
 
