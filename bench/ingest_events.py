@@ -1,0 +1,131 @@
+"""Event ingest through the HTTP API, rollups included, on SQLite and PostgreSQL.
+
+    .venv/bin/python bench/ingest_events.py --contacts 20000 --events 200000
+
+Starts `kesher serve` on a free local port against a fresh database holding the demo shop's
+contacts, then posts the demo shop's event history in calls of 1,000 events and reports
+events/s and the latency of a call (median and p99). Target: 25,000 events/s on each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import drop_database, fresh_database, machine  # noqa: E402
+
+from kesher.accounts import service as accounts  # noqa: E402
+from kesher.contacts.service import build_input  # noqa: E402
+from kesher.contacts.upsert import upsert_contacts  # noqa: E402
+from kesher.db import Database  # noqa: E402
+from kesher.db.migrate import upgrade  # noqa: E402
+from kesher.demo.generator import contacts, events  # noqa: E402
+
+FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "city")
+
+
+def prepare(url: str, n_contacts: int) -> str:
+    """Migrate, create a workspace with the demo contacts, and return an API key."""
+    db = Database(url)
+    upgrade(db.engine)
+    with db.session() as s:
+        ws = accounts.create_workspace(s, "bench")
+        _, key = accounts.create_api_key(s, ws, "bench")
+    people = contacts(n_contacts)
+    while batch := list(islice(people, 5000)):
+        with db.session() as s:
+            items = [build_input(None, ws.id, i, {k: p[k] for k in FIELDS}, known_fields={}) for i, p in enumerate(batch)]
+            upsert_contacts(s, ws.id, items, source="bench")
+    db.dispose()
+    return key
+
+
+def payloads(n_contacts: int, n_events: int, per_call: int) -> list[bytes]:
+    def encode(e: dict) -> dict:
+        return {**e, "ts": e["ts"].isoformat()} if isinstance(e["ts"], datetime) else e
+
+    stream = events(n_contacts, n_events)
+    out = []
+    while batch := list(islice(stream, per_call)):
+        out.append(json.dumps({"events": [encode(e) for e in batch]}, ensure_ascii=False).encode())
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(backend: str, n_contacts: int, bodies: list[bytes], total: int) -> None:
+    url = fresh_database(backend)
+    port = free_port()
+    env = {**os.environ, "KESHER_DATABASE_URL": url, "KESHER_QUEUE": "immediate"}
+    server = None
+    try:
+        key = prepare(url, n_contacts)
+        kesher = str(Path(sys.executable).parent / "kesher")
+        server = subprocess.Popen([kesher, "serve", "--port", str(port), "--no-worker"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1",
+                              headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+                              timeout=120)
+        for _ in range(100):
+            try:
+                client.get("/openapi.json")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        latencies, accepted, started = [], 0, time.perf_counter()
+        for body in bodies:
+            t = time.perf_counter()
+            answer = client.post("/events", content=body)
+            latencies.append(time.perf_counter() - t)
+            answer.raise_for_status()
+            report = answer.json()
+            if report["errors"]:
+                raise SystemExit(f"{backend}: rejected events: {report['errors'][:3]}")
+            accepted += report["accepted"]
+        elapsed = time.perf_counter() - started
+        latencies.sort()
+        p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+        print(f"{backend:10s} {accepted:,} events in {elapsed:6.1f} s = {accepted / elapsed:8,.0f} events/s; "
+              f"per call of {total // len(bodies):,}: median {statistics.median(latencies) * 1000:5.0f} ms, "
+              f"p99 {p99 * 1000:5.0f} ms")
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+        drop_database(url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--contacts", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--per-call", type=int, default=1_000)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    args = parser.parse_args()
+    bodies = payloads(args.contacts, args.events, args.per_call)
+    total = sum(body.count(b'"type"') for body in bodies)
+    print(f"machine: {machine()}")
+    print(f"data: {args.contacts:,} contacts, {total:,} events of the demo shop, {args.per_call:,} a call, "
+          f"one server process")
+    for backend in args.backends.split(","):
+        run(backend, args.contacts, bodies, total)
+
+
+if __name__ == "__main__":
+    main()
