@@ -18,29 +18,19 @@ from kesher.contacts import fields as field_service
 from kesher.contacts import groups, service, suppression
 from kesher.contacts.schemas import (
     BulkContactsIn, BulkResult, Channel, ConsentIn, ConsentOut, ContactDetailOut, ContactFields, ContactIds, ContactIn,
-    ContactOut, ContactPage, FieldIn, FieldOut, ItemError, ListIn, ListOut, ListPatch, Problem, SuppressionIn,
+    ContactOut, ContactPage, FieldIn, FieldOut, ItemError, ListIn, ListOut, ListPatch, SuppressionIn,
     SuppressionOut, SuppressionPage, TagIn, TagOut, TagPatch,
 )
 from kesher.contacts.upsert import upsert_contacts
 from kesher.errors import KesherError
 from kesher.web.deps import ApiCaller, DbSession, api_caller
-from kesher.web.problems import MEDIA_TYPE
+from kesher.web.problems import API_ERRORS, problem_doc
 
 Responses = dict[int | str, dict[str, Any]]
 
 
-def _problem(description: str) -> dict[str, Any]:
-    # `model` registers the Problem schema once in the document; the body is sent as problem+json.
-    return {"description": description, "model": Problem,
-            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-
-
-router = APIRouter(responses={
-    401: _problem("No API key, or an invalid or revoked one"),
-    404: _problem("Not found in this workspace"),
-    422: _problem("Invalid input; `errors` names each field at fault"),
-})
-CONFLICT: Responses = {409: _problem("Clashes with an existing record (named in `field`)")}
+router = APIRouter(responses=API_ERRORS)
+CONFLICT: Responses = {409: problem_doc("Clashes with an existing record (named in `field`)")}
 NO_CONTENT = status.HTTP_204_NO_CONTENT
 
 Caller = Annotated[ApiCaller, Depends(api_caller)]

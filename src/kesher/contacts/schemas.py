@@ -263,14 +263,3 @@ class SuppressionOut(_Out):
 class SuppressionPage(BaseModel):
     data: list[SuppressionOut]
     next_after_id: int | None = Field(description="Pass as `after_id` for the next page; null on the last page.")
-
-
-class Problem(BaseModel):
-    """An error (RFC 9457 problem details), naming the field at fault when there is one."""
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    field: str | None = None
-    errors: list[dict[str, str | None]] = Field(default_factory=list, description="[{field, message}]")

@@ -7,11 +7,37 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kesher.errors import KesherError
 
 MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457 problem details), naming the field at fault when there is one."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    errors: list[dict[str, str | None]] = Field(default_factory=list, description="[{field, message}]")
+
+
+def problem_doc(description: str) -> dict[str, Any]:
+    """An error response for the OpenAPI document: described, with the Problem schema, sent as problem+json."""
+    return {"description": description, "model": Problem,
+            "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+# The errors every route under /api/v1 can answer.
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: problem_doc("No API key, or an invalid or revoked one"),
+    404: problem_doc("Not found in this workspace"),
+    422: problem_doc("Invalid input; `errors` names each field at fault"),
+}
 
 
 def problem(status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None, **extra: Any) -> JSONResponse:
