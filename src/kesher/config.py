@@ -12,6 +12,9 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+DEFAULT_SECRET = "change-me-in-production"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KESHER_", env_file=".env", extra="ignore")
 
@@ -19,13 +22,16 @@ class Settings(BaseSettings):
     queue: str = Field("sqlite", description="Huey backend: sqlite, redis or immediate")
     queue_path: str = "var/queue.db"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    secret_key: str = "change-me-in-production"
+    secret_key: str = DEFAULT_SECRET
+    https: bool = Field(False, description="served over HTTPS: session cookies are then sent over HTTPS only")
     default_timezone: str = "Asia/Jerusalem"
     default_language: str = "he"
     default_phone_region: str = "IL"
     import_batch_size: int = 2000
     import_processes: int = Field(-1, description="processes that check rows of big imports; -1 = automatic")
     import_dir: str = "var/imports"
+    lifecycle_cron: str = Field("0 * * * *", description="when stages, RFM and engagement are refreshed "
+                                "(cron: minute hour day month weekday)")
     host: str = "127.0.0.1"
     port: int = 8000
     # Set by tests that must fail instead of skipping when PostgreSQL is missing.

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey
+from huey import Huey, MemoryHuey, RedisHuey, SqliteHuey, crontab
 from huey.consumer import Consumer
 
 from kesher.config import Settings
@@ -30,6 +30,13 @@ def _import_contacts(database_url: str, import_id: int) -> None:
     from kesher.contacts import importer
 
     importer.run_import(database(database_url), import_id)
+
+
+def _refresh_lifecycle(database_url: str) -> None:
+    from kesher.events import lifecycle
+
+    moved = lifecycle.refresh_all(database(database_url))
+    log.info("lifecycle refreshed: %s contacts changed stage", moved)
 
 
 @dataclass(frozen=True)
@@ -53,15 +60,30 @@ def _make_huey(kind: str, location: str) -> Huey:
 
 
 @lru_cache(maxsize=8)
-def _queue(kind: str, location: str) -> Queue:
+def _queue(kind: str, location: str, database_url: str, lifecycle_cron: str) -> Queue:
     huey = _make_huey(kind, location)
     tasks = {"import_contacts": huey.task(name="import_contacts", retries=2, retry_delay=5)(_import_contacts)}
+
+    # Periodic tasks take no arguments, so this one holds the database it refreshes; the lock
+    # keeps a slow run from overlapping the next.
+    @huey.periodic_task(crontab(*lifecycle_cron.split()), name="refresh_lifecycle")
+    def refresh_lifecycle() -> None:
+        with huey.lock_task("refresh_lifecycle"):
+            _refresh_lifecycle(database_url)
+
+    # A job whose worker died is taken up again once its heartbeat is stale, not at the next start.
+    @huey.periodic_task(crontab(minute="*"), name="resume_imports")
+    def resume_imports() -> None:
+        from kesher.contacts.importer import resume_interrupted
+
+        resume_interrupted(database(database_url), lambda job: tasks["import_contacts"](database_url, job))
+
     return Queue(huey, tasks)
 
 
 def queue(settings: Settings) -> Queue:
     location = {"sqlite": settings.queue_path, "redis": settings.redis_url}.get(settings.queue, "")
-    return _queue(settings.queue, location)
+    return _queue(settings.queue, location, settings.database_url, settings.lifecycle_cron)
 
 
 class InProcessConsumer(Consumer):
@@ -85,7 +107,8 @@ def start_consumer(settings: Settings, workers: int = 2) -> Consumer | None:
 def _resume(settings: Settings) -> None:
     from kesher.contacts.importer import resume_interrupted
 
-    resumed = resume_interrupted(database(settings.database_url), settings)
+    url = settings.database_url
+    resumed = resume_interrupted(database(url), lambda job: queue(settings).enqueue("import_contacts", url, job))
     if resumed:
         log.info("resumed interrupted imports %s", resumed)
 

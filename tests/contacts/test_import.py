@@ -1,6 +1,8 @@
 import csv
+import io
 import json
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from openpyxl import Workbook
@@ -223,3 +225,44 @@ def test_cli_json_errors_out_and_exit_codes(database, workspace, tmp_path, monke
                                    "--map", "nothing=email"])
     get_settings.cache_clear()
     assert bad.exit_code == 2 and "no column" in bad.output
+
+
+def test_a_row_that_only_changes_consent_counts_as_updated(database, workspace, tmp_path):
+    run(database, workspace, write_csv(tmp_path / "a.csv", [["email", "הסכמה לדיוור"], ["c@example.com", "לא"]]))
+    job = run(database, workspace, write_csv(tmp_path / "b.csv", [["email", "הסכמה לדיוור"], ["c@example.com", "כן"]]))
+    assert (job.created, job.updated, job.skipped) == (0, 1, 0)
+
+
+def test_a_badly_named_new_field_is_refused_before_the_import(database, workspace, tmp_path):
+    path = write_csv(tmp_path / "c.csv", [["email", "Size"], ["s@example.com", "38"]])
+    with database.session() as s, pytest.raises(ValidationError) as err:
+        importer.create_import(s, workspace.id, "c.csv", str(path), mapping={"Size": "custom:Shoe Size"}, enqueue=False)
+    assert err.value.field == "map" and "'Shoe Size'" in err.value.message
+
+
+def test_an_uploaded_file_is_removed_once_imported(database, workspace, tmp_path, monkeypatch):
+    from kesher.config import Settings, get_settings
+
+    monkeypatch.setenv("KESHER_IMPORT_DIR", str(tmp_path / "uploads"))
+    get_settings.cache_clear()
+    try:
+        path = importer.save_upload(get_settings(), "c.csv", io.BytesIO(b"email\nu@example.com\n"))
+        assert path.startswith(str(tmp_path)) and Settings().import_dir == str(tmp_path / "uploads")
+        job = run(database, workspace, Path(path))
+    finally:
+        get_settings.cache_clear()
+    assert job.created == 1 and not Path(path).exists()
+
+
+def test_only_jobs_left_behind_are_queued_again(database, workspace, tmp_path):
+    path = write_csv(tmp_path / "c.csv", HEBREW)
+    with database.session() as s:
+        ids = [importer.create_import(s, workspace.id, "c.csv", str(path), enqueue=False).id for _ in range(4)]
+        long_ago = utcnow() - timedelta(minutes=10)
+        s.execute(update(ImportJob).where(ImportJob.id == ids[0]).values(created_at=long_ago))  # queued, never taken
+        s.execute(update(ImportJob).where(ImportJob.id == ids[1]).values(status="running", heartbeat_at=long_ago))
+        s.execute(update(ImportJob).where(ImportJob.id == ids[2]).values(status="running", heartbeat_at=utcnow()))
+        # ids[3]: queued a moment ago, still waiting in the queue
+    queued: list[int] = []
+    importer.resume_interrupted(database, queued.append)
+    assert sorted(j for j in queued if j in ids) == ids[:2]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from typing import TYPE_CHECKING, Any
 
-from kesher.contacts.inputs import CHANNELS, key_from_label
+from kesher.contacts.inputs import CHANNELS, FIELD_KEY, key_from_label
 from kesher.contacts.normalize import BUILTIN_FIELDS
 from kesher.errors import ValidationError
 
@@ -97,6 +97,9 @@ def _resolve(
         if key in custom:
             return Column(index, header, "field", key)
         if target.startswith("custom:"):
+            if not FIELD_KEY.match(key):
+                raise ValidationError(f"{key!r} (for column {header!r}) is not a field key: start with a letter, "
+                                      "then a-z, 0-9 and _ (64 at most)", "map")
             return Column(index, header, "field", key, new_field=True)
         raise ValidationError(f"{target!r} (for column {header!r}) is not a contact field or a custom field", "map")
     existing = custom.get(header_key(header)) or labels.get(header_key(header))

@@ -10,12 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kesher.accounts.service import audit
-from kesher.contacts.inputs import FIELD_TYPES, VALUE_COLUMN, FieldSpec
+from kesher.contacts.inputs import FIELD_KEY, FIELD_TYPES, VALUE_COLUMN, FieldSpec
 from kesher.contacts.models import CustomField
 from kesher.contacts.normalize import BUILTIN_FIELDS
 from kesher.errors import Conflict, NotFound, ValidationError
 
-_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 
@@ -23,7 +22,7 @@ def create_field(
     session: Session, workspace_id: int, key: str, label: str, type: str, choices: list[str] | None = None,
     actor: str = "system",
 ) -> CustomField:
-    if not _KEY.match(key):
+    if not FIELD_KEY.match(key):
         raise ValidationError("must start with a letter and hold only a-z, 0-9 and _ (64 at most)", "key")
     if key in BUILTIN_FIELDS:
         raise ValidationError(f"{key!r} is a built-in field", "key")

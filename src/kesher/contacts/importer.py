@@ -45,7 +45,7 @@ def save_upload(settings: Settings, filename: str, fileobj: BinaryIO) -> str:
     folder = Path(settings.import_dir)
     folder.mkdir(parents=True, exist_ok=True)
     safe = "".join(ch for ch in Path(filename).name if ch.isalnum() or ch in "._-") or "upload"
-    path = folder / f"{uuid.uuid4().hex}-{safe[-100:]}"
+    path = folder.resolve() / f"{uuid.uuid4().hex}-{safe[-100:]}"  # absolute: a worker may run elsewhere
     with path.open("wb") as out:
         copied = 0
         while chunk := fileobj.read(1 << 20):
@@ -133,27 +133,27 @@ def _claim(db: Database, import_id: int) -> bool:
         return result.rowcount == 1  # type: ignore[attr-defined]
 
 
-def resume_interrupted(db: Database, settings: Settings) -> list[int]:
+def resume_interrupted(db: Database, enqueue: Callable[[int], None]) -> list[int]:
     """Queue again every job a stopped worker left behind; the claim keeps each one single."""
-    from kesher.worker import queue
-
+    stale = utcnow() - STALE
     with db.session() as session:
-        stale = utcnow() - STALE
-        ids = list(session.scalars(select(ImportJob.id).where(
-            or_(ImportJob.status == "queued", ImportJob.status == "running"),
-            or_(ImportJob.heartbeat_at.is_(None), ImportJob.heartbeat_at < stale))))
+        ids = list(session.scalars(select(ImportJob.id).where(or_(
+            (ImportJob.status == "queued") & (ImportJob.created_at < stale),
+            (ImportJob.status == "running") & or_(ImportJob.heartbeat_at.is_(None), ImportJob.heartbeat_at < stale),
+        ))))
     for job_id in ids:
-        queue(settings).enqueue("import_contacts", db.url, job_id)
+        enqueue(job_id)
     return ids
 
 
-def run_import(db: Database, import_id: int, *, batch_size: int = 2000, progress: Progress | None = None) -> ImportJob:
+def run_import(db: Database, import_id: int, *, batch_size: int | None = None,
+               progress: Progress | None = None) -> ImportJob:
     """Run (or resume) one import job to its end."""
     if not _claim(db, import_id):
         with db.session() as session:
             return session.get_one(ImportJob, import_id)
     try:
-        _run(db, import_id, batch_size, progress)
+        _run(db, import_id, batch_size or get_settings().import_batch_size, progress)
     except KesherError as exc:
         _finish(db, import_id, "failed", exc.message)
     except Exception as exc:
@@ -203,6 +203,14 @@ def _run(db: Database, import_id: int, batch_size: int, progress: Progress | Non
                 progress(job)
     parts = f"{job.created:,} created, {job.updated:,} updated, {job.skipped:,} skipped, {job.failed:,} failed"
     _finish(db, import_id, "done", parts)
+    _discard_upload(path)
+
+
+def _discard_upload(path: str) -> None:
+    """An uploaded file is kept only until its import is done; a file named on the command line is the user's."""
+    uploads = Path(get_settings().import_dir).resolve()
+    if Path(path).resolve().is_relative_to(uploads):
+        Path(path).unlink(missing_ok=True)
 
 
 def _processes(path: str, total_rows: int | None) -> int:

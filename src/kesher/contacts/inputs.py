@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from kesher.contacts.normalize import BUILTIN_FIELDS, normalize_contact, parse_date, reject_control
@@ -17,6 +17,7 @@ from kesher.errors import ValidationError
 CHANNELS = ("email", "sms", "whatsapp")
 CONSENT_STATUSES = ("granted", "pending", "denied", "unsubscribed")
 FIELD_TYPES = ("text", "number", "date", "boolean", "choice")
+FIELD_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_TEXT_VALUE = 5000
 _TRUE = {"1", "true", "yes", "y", "כן", "v", "✓"}
 _FALSE = {"0", "false", "no", "n", "לא", ""}
@@ -97,6 +98,8 @@ class ContactInput:
     fields: dict[Any, Any] = field(default_factory=dict)
     consent: dict[str, str] = field(default_factory=dict)
     errors: list[ValidationError] = field(default_factory=list)
+    # When the person became a contact, if known from elsewhere (a store, a migration); else now.
+    created_at: datetime | None = None
 
 
 

@@ -156,7 +156,8 @@ def _write(
     old = [g for g in groups if g.error is None and g.existing is not None]
     if new:
         rows = [{**DEFAULTS, **{f: None for f in WRITABLE if f not in DEFAULTS}, **g.values,
-                 "workspace_id": workspace_id, "source": source, "created_at": now, "updated_at": now} for g in new]
+                 "workspace_id": workspace_id, "source": source, "created_at": g.head.created_at or now,
+                 "updated_at": now} for g in new]
         for group, contact_id in zip(new, insert_with_ids(session, CONTACTS, rows), strict=True):
             group.contact_id = contact_id
     new_ids = {g.contact_id for g in new}
@@ -168,8 +169,8 @@ def _write(
                                 "_id": g.contact_id, "_now": now} for g in changed])
     fields_changed = _write_fields(session, workspace_id, [g for g in groups if g.error is None and g.fields],
                                    new_ids)
-    _write_consent(session, workspace_id, [g for g in groups if g.error is None and g.consent],
-                   consent_source or source, new_ids)
+    consent_changed = _write_consent(session, workspace_id, [g for g in groups if g.error is None and g.consent],
+                                     consent_source or source, new_ids)
     ok = [g for g in groups if g.error is None]
     for list_id in list_ids:
         _store(session, ListMembership.__table__, [
@@ -179,7 +180,7 @@ def _write(
         _store(session, ContactTag.__table__, [
             {"tag_id": tag_id, "contact_id": g.contact_id, "workspace_id": workspace_id, "added_at": now} for g in ok
         ], new_ids, ("tag_id", "contact_id"))
-    changed_ids = {id(g) for g in changed} | fields_changed
+    changed_ids = {id(g) for g in changed} | fields_changed | consent_changed
     for group in groups:
         if group.error is not None:
             for item in [group.head, *(m for m, _ in group.members)]:
@@ -233,20 +234,26 @@ def _write_fields(session: Session, workspace_id: int, groups: list[_Group], new
 
 def _write_consent(
     session: Session, workspace_id: int, groups: list[_Group], source: str, new_ids: set[int | None],
-) -> None:
-    """Record consent given with the data; an unsubscribe is never overwritten by a bulk write."""
+) -> set[int]:
+    """Record consent given with the data; an unsubscribe is never overwritten by a bulk write.
+
+    Returns the ids of groups whose stored consent changed."""
     if not groups:
-        return
+        return set()
     ids = [g.contact_id for g in groups if g.existing is not None]
     stored: dict[tuple[int, str], str] = {}
     if ids:
         stmt = select(Consent.contact_id, Consent.channel, Consent.status).where(Consent.contact_id.in_(ids))
         stored = {(c, ch): st for c, ch, st in session.execute(stmt)}
     now = utcnow()
-    rows = [
-        {"contact_id": g.contact_id, "channel": channel, "workspace_id": workspace_id, "status": status,
-         "source": source, "changed_at": now}
-        for g in groups for channel, status in g.consent.items()
-        if stored.get((g.contact_id, channel)) not in ("unsubscribed", status)  # type: ignore[arg-type]
-    ]
+    rows, changed = [], set()
+    for group in groups:
+        for channel, status in group.consent.items():
+            if stored.get((group.contact_id, channel)) in ("unsubscribed", status):  # type: ignore[arg-type]
+                continue
+            rows.append({"contact_id": group.contact_id, "channel": channel, "workspace_id": workspace_id,
+                         "status": status, "source": source, "changed_at": now})
+            if group.existing is not None:
+                changed.add(id(group))
     _store(session, Consent.__table__, rows, new_ids, ("contact_id", "channel"), ("status", "source", "changed_at"))
+    return changed

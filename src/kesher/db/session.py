@@ -21,6 +21,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    if url.startswith(("postgresql://", "postgres://")):
+        # Kesher ships psycopg 3; a bare URL would ask some SQLAlchemy versions for psycopg2.
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)

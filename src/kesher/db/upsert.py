@@ -19,19 +19,19 @@ def dialect_insert(session: Session, table: Table) -> Any:
 
 
 def lookup(session: Session, column: Any, values: Iterable[Any], columns: Sequence[Any], *where: Any) -> Any:
-    """Rows (`columns`) whose `column` is one of `values`: thousands of identifiers matched at once.
-
-    On PostgreSQL the values travel as one array (`= ANY`), not as thousands of parameters that
-    the driver would rewrite one by one.
-    """
+    """Rows (`columns`) whose `column` is one of `values`: thousands of identifiers matched at once."""
     values = list(values)
     if not values:
         return []
+    return session.execute(select(*columns).where(*where, one_of(session, column, values))).all()
+
+
+def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
+    """`column IN values`; on PostgreSQL one array parameter, not thousands the driver rewrites one by one."""
+    values = list(values)
     if session.get_bind().dialect.name == "postgresql":
-        match = column == any_(bindparam(None, values, type_=ARRAY(column.type)))
-    else:
-        match = column.in_(values)
-    return session.execute(select(*columns).where(*where, match)).all()
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def refresh_statistics(session: Session, table: Table) -> None:
