@@ -6,15 +6,17 @@ import csv
 import json
 import secrets
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kesher.accounts import service as accounts
-from kesher.config import Settings, get_settings
+from kesher.config import DEFAULT_SECRET, Settings, get_settings
 from kesher.db import Database
 from kesher.db.migrate import upgrade
 from kesher.errors import KesherError
@@ -25,11 +27,15 @@ user_app = typer.Typer(help="Users who log in to the UI.", no_args_is_help=True)
 key_app = typer.Typer(help="API keys.", no_args_is_help=True)
 ws_app = typer.Typer(help="Workspaces.", no_args_is_help=True)
 import_app = typer.Typer(help="Import data from files.", no_args_is_help=True)
+events_app = typer.Typer(help="Events: what contacts did or were sent.", no_args_is_help=True)
+rollups_app = typer.Typer(help="Per-contact aggregates kept from the events.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(key_app, name="apikey")
 app.add_typer(ws_app, name="workspace")
 app.add_typer(import_app, name="import")
+app.add_typer(events_app, name="events")
+app.add_typer(rollups_app, name="rollups")
 console = Console()
 err = Console(stderr=True)
 
@@ -66,13 +72,64 @@ def serve(
     worker: Annotated[bool, typer.Option(help="Run the background worker in this process too.")] = True,
 ) -> None:
     """Serve the UI and the API."""
+    settings = get_settings()
+    _serve(settings, _database(settings), host, port, worker)
+
+
+def _serve(settings: Settings, db: Database, host: str = "", port: int = 0, worker: bool = True) -> None:
     import uvicorn
 
     from kesher.web.app import create_app
 
+    host = host or settings.host
+    if settings.secret_key == DEFAULT_SECRET and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print("[yellow]warning:[/yellow] KESHER_SECRET_KEY is the default; anyone could forge a login session. "
+                  "Set it to a long random value.")
+    uvicorn.run(create_app(settings, db, with_worker=worker), host=host, port=port or settings.port)
+
+
+@app.command()
+def demo(
+    contacts: Annotated[int, typer.Option(min=0, help="Demo contacts to load (up to a million and more).")] = 5000,
+    events: Annotated[int | None, typer.Option(min=0, help="Events of shop history to load (about; 0 for none). "
+                                               "Default: the shop's natural year of behaviour.")] = None,
+    seed: Annotated[int, typer.Option(help="The same seed loads the same contacts.")] = 42,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the UI and the API afterwards.")] = False,
+    workspace_name: Annotated[str, typer.Option(help="Name of the demo workspace when it is created.")] = "",
+) -> None:
+    """Load a demo shop (Hebrew customers, lists, tags, a year of behaviour) with an admin user; safe to run again."""
+    from kesher.demo import load
+
     settings = get_settings()
     db = _database(settings)
-    uvicorn.run(create_app(settings, db, with_worker=worker), host=host or settings.host, port=port or settings.port)
+    try:
+        access = load.ensure_access(db, name=workspace_name or load.DEMO_NAME)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, disable=not err.is_terminal) as bar:
+            task = bar.add_task("loading demo contacts", total=contacts)
+            result = load.load_contacts(db, access.workspace_id, contacts, seed,
+                                        progress=lambda done: bar.update(task, completed=done))
+            history = None
+            if events != 0 and contacts:
+                task = bar.add_task("loading their history", total=events)
+                history = load.load_events(db, access.workspace_id, contacts, events, seed,
+                                           progress=lambda n: bar.advance(task, n))
+    except KesherError as exc:
+        raise _fail(exc) from None
+    if history is not None:
+        console.print(f"events: {history.accepted:,} stored, {history.duplicates:,} already there")
+    console.print(f"workspace: {escape(access.workspace_name)} ({access.workspace_slug})")
+    console.print(f"contacts: {result.loaded:,} loaded ({result.created:,} new, {result.updated:,} updated, "
+                  f"{result.unchanged:,} unchanged)")
+    if result.failed:
+        err.print(f"[red]{result.failed:,} contacts failed[/red], the first: {escape(str(result.first_error))}")
+    # Soft wrap: a password or key broken over two lines would be copied wrong.
+    console.print(f"log in at http://{settings.host}:{settings.port} as {access.email} / {access.password}",
+                  soft_wrap=True)
+    if access.api_key:
+        console.print(f"API key (shown once, store it now): {access.api_key}", soft_wrap=True)
+    if serve_after:
+        _serve(settings, db)
 
 
 @app.command("worker")
@@ -197,6 +254,70 @@ def _report_import(db: Database, job, as_json: bool, errors_out: Path | None) ->
     if errors:
         raise typer.Exit(1)
 
+
+@events_app.command("import")
+def events_import(
+    path: Annotated[Path, typer.Argument(help="A JSONL file: one event a line, as POST /api/v1/events takes it.")],
+    workspace: Annotated[str, typer.Option(help="Workspace id or slug (needed when there are several).")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Import events, 1,000 lines a transaction. Exit 1 if any line failed, 2 if the file could not be read.
+
+    Events with an idempotency key already imported count as duplicates, so a file can be run again.
+    """
+    from kesher.events import service as events
+
+    settings = get_settings()
+    db = _database(settings)
+    try:
+        ws_id = _workspace_id(db, workspace)
+        size = path.stat().st_size
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err,
+                      disable=as_json or not err.is_terminal) as bar:
+            task = bar.add_task(f"importing {path.name}", total=size)
+            totals = events.import_jsonl(db, ws_id, path, region=settings.default_phone_region,
+                                         progress=lambda done: bar.update(task, completed=done))
+    except KesherError as exc:
+        raise _fail(exc) from None
+    except OSError as exc:
+        raise _fail(KesherError(f"cannot read {path}: {exc.strerror or exc}", "path")) from None
+    errors = [{"line": e.line, "field": e.field, "message": e.message} for e in totals.errors]
+    if as_json:
+        print(json.dumps({"accepted": totals.accepted, "duplicates": totals.duplicates, "errors": errors},
+                         ensure_ascii=False))
+    else:
+        console.print(f"{path.name}: {totals.accepted:,} accepted, {totals.duplicates:,} duplicates, "
+                      f"{len(errors):,} failed")
+        for e in errors[:20]:
+            console.print(f"  line {e['line']}, {e['field']}: {escape(e['message'])}")
+        if len(errors) > 20:
+            console.print(f"  … and {len(errors) - 20:,} more (use --json)")
+    if errors:
+        raise typer.Exit(1)
+
+
+@rollups_app.command("rebuild")
+def rollups_rebuild(
+    workspace: Annotated[str, typer.Option(help="Workspace id or slug; every workspace when omitted.")] = "",
+) -> None:
+    """Recompute every contact's rollups from the stored events (after a fix or a manual change)."""
+    from sqlalchemy import select
+
+    from kesher.accounts.models import Workspace
+    from kesher.events import rollups
+
+    db = _database(get_settings())
+    try:
+        with db.session() as session:
+            chosen = [accounts.get_workspace(session, workspace)] if workspace else \
+                list(session.scalars(select(Workspace).order_by(Workspace.id)))
+    except KesherError as exc:
+        raise _fail(exc) from None
+    for ws in chosen:
+        started = time.perf_counter()
+        with db.session() as session:
+            rollups.rebuild(session, ws.id)
+        console.print(f"{escape(ws.name)} ({ws.slug}): rollups rebuilt in {time.perf_counter() - started:.2f}s")
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

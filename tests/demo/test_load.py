@@ -106,14 +106,15 @@ def test_command_loads_and_prints_how_to_log_in(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("KESHER_DATABASE_URL", f"sqlite:///{tmp_path}/k.db")
     get_settings.cache_clear()
     try:
-        first = CliRunner().invoke(app, ["demo", "--contacts", "200", "--events", "1000", "--no-serve"])
-        second = CliRunner().invoke(app, ["demo", "--contacts", "200", "--no-serve"])
+        first = CliRunner().invoke(app, ["demo", "--contacts", "200", "--events", "3000", "--no-serve"])
+        second = CliRunner().invoke(app, ["demo", "--contacts", "200", "--events", "0", "--no-serve"])
     finally:
         get_settings.cache_clear()
     assert first.exit_code == 0, first.output
     assert second.exit_code == 0, second.output
     assert "200 loaded (200 new" in first.output and "200 unchanged" in second.output
-    assert "does not load event history" in first.output and "does not load event history" not in second.output
+    stored = int(next(line for line in first.output.splitlines() if line.startswith("events:")).split()[1].replace(",", ""))
+    assert 2700 <= stored <= 3300 and "events:" not in second.output
     assert "API key" in first.output and "API key" not in second.output
     login = next(line for line in second.output.splitlines() if "http://127.0.0.1:8000" in line)
     password = login.split(" / ")[1].strip()
@@ -123,3 +124,21 @@ def test_command_loads_and_prints_how_to_log_in(tmp_path, monkeypatch) -> None:
         assert accounts.get_workspace(s, "demo").name == "חנות הדגמה"
         accounts.authenticate_user(s, "admin@kesher.local", password)
     db.dispose()
+
+
+def test_history_is_stored_once_with_rollups_and_signup_dates(loaded, database) -> None:
+    from kesher.events.models import ContactRollup, Event
+
+    access, _, _ = loaded
+    first = load.load_events(database, access.workspace_id, N, 2500, seed=7)
+    again = load.load_events(database, access.workspace_id, N, 2500, seed=7)
+    assert first.errors == [] and 2250 <= first.accepted <= 2750
+    assert (again.accepted, again.duplicates) == (0, first.accepted)
+    with database.session() as s:
+        stored = s.scalar(select(func.count()).select_from(Event).where(  # not the stage changes Kesher adds
+            Event.workspace_id == access.workspace_id, Event.type != "stage_changed"))
+        buyers = s.scalar(select(func.count()).select_from(ContactRollup)
+                          .where(ContactRollup.workspace_id == access.workspace_id, ContactRollup.purchase_count > 0))
+        joined = {c.created_at.date() for c in s.scalars(select(Contact).where(Contact.workspace_id == access.workspace_id))}
+    assert stored == first.accepted and buyers > 0
+    assert len(joined) > 30  # signup dates spread over the generated year, not the load time

@@ -64,7 +64,7 @@ def field_labels() -> dict[str, str]:
         "first_name": _("First name"), "last_name": _("Last name"), "email": _("Email"), "phone": _("Phone"),
         "city": _("City"), "gender": _("Gender"), "birthday": _("Birthday"), "language": _("Language"),
         "timezone": _("Time zone"), "external_id": _("External ID"), "source": _("Source"),
-        "created_at": _("Created"), "updated_at": _("Updated"),
+        "created_at": _("Joined"), "updated_at": _("Last changed"),
     }
 
 

@@ -1,4 +1,4 @@
-"""Load the demo shop into a workspace: its admin, custom fields, lists, tags and contacts.
+"""Load the demo shop into a workspace: its admin, custom fields, lists, tags, contacts and history.
 
 Everything is found again by a stable key (workspace slug, user email, field key, list or tag
 name, contact external id), so loading twice leaves the database as loading once did. Contacts
@@ -26,6 +26,8 @@ from kesher.contacts.upsert import Outcome, upsert_contacts
 from kesher.db import Database
 from kesher.demo import generator
 from kesher.errors import NotFound
+from kesher.events.ingest import ingest
+from kesher.events.schemas import IngestResult
 
 DEMO_NAME = "חנות הדגמה"
 DEMO_SLUG = "demo"
@@ -152,6 +154,7 @@ def _split(workspace_id: int, shop: _Shop, batch: list[dict[str, Any]], start: i
         newsletter = (shop.newsletter_id,) if person["consent_email"] else ()
         customers = (shop.customers_id,) if kind != "prospect" else ()
         item = build_input(None, workspace_id, ref, _contact_data(person), known_fields=shop.fields)
+        item.created_at = person["created_at"]
         parts.setdefault((newsletter + customers, shop.tag_ids[kind]), []).append(item)
     return parts
 
@@ -162,3 +165,26 @@ def _contact_data(person: dict[str, Any]) -> dict[str, Any]:
     data["consent"] = {channel: "granted" if person[f"consent_{channel}"] else "denied"
                        for channel, address in CONSENT if person[address]}
     return data
+
+
+def load_events(
+    db: Database, workspace_id: int, n_contacts: int, n_events: int | None, seed: int = 42, *,
+    batch_size: int = 1000, progress: Callable[[int], None] | None = None,
+) -> IngestResult:
+    """The shop's year of behaviour, through the same ingest as the API (rollups included).
+
+    Every generated event has a stable idempotency key, so loading twice stores each once.
+    """
+    from kesher.accounts.models import Workspace
+
+    total = IngestResult()
+    stream = generator.events(n_contacts, n_events, seed)
+    while batch := list(islice(stream, batch_size)):
+        with db.session() as session:
+            result = ingest(session, session.get_one(Workspace, workspace_id), batch, source=SOURCE)
+        total.accepted += result.accepted
+        total.duplicates += result.duplicates
+        total.errors += result.errors
+        if progress:
+            progress(len(batch))
+    return total

@@ -9,7 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from pydantic import ValidationError as PydanticError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from kesher.accounts.models import Workspace
@@ -20,7 +20,7 @@ from kesher.contacts.upsert import upsert_contacts
 from kesher.db.base import utcnow
 from kesher.db.upsert import insert_new, insert_with_ids, lookup
 from kesher.errors import ValidationError
-from kesher.events import rollups
+from kesher.events import lifecycle, rollups
 from kesher.events.models import Event, PurchaseItem
 from kesher.events.schemas import EventIn, IngestError, IngestResult, properties_model
 
@@ -46,6 +46,11 @@ def _loc(prefix: str, loc: Sequence[Any]) -> str:
     return ".".join([prefix, *(str(p) for p in loc)]) if prefix else ".".join(str(p) for p in loc) or "event"
 
 
+def _message(err: Any) -> str:
+    # A validator's own message reads better without pydantic's "Value error, " in front.
+    return str(err["ctx"]["error"]) if err["type"] == "value_error" else str(err["msg"])
+
+
 def validate(raw: Sequence[Any], result: IngestResult, region: str, now: datetime) -> list[Accepted]:
     accepted = []
     for index, item in enumerate(raw):
@@ -53,14 +58,14 @@ def validate(raw: Sequence[Any], result: IngestResult, region: str, now: datetim
             event = EventIn.model_validate(item)
         except PydanticError as exc:
             err = exc.errors()[0]
-            _fail(result, index, _loc("", err["loc"]), err["msg"])
+            _fail(result, index, _loc("", err["loc"]), _message(err))
             continue
         try:
             model = properties_model(event.type)
             event.properties = model.model_validate(event.properties).model_dump(exclude_none=True)  # type: ignore[union-attr]
         except PydanticError as exc:
             err = exc.errors()[0]
-            _fail(result, index, _loc("properties", err["loc"]), err["msg"])
+            _fail(result, index, _loc("properties", err["loc"]), _message(err))
             continue
         try:
             key = _contact_key(event, region)
@@ -180,4 +185,29 @@ def store(session: Session, workspace_id: int, accepted: list[Accepted], source:
              for i in a.event.properties.get("items", [])]
     insert_new(session, PurchaseItem.__table__, items)
     rollups.apply(session, workspace_id, [row for row in rows if row["contact_id"] is not None], items)
+    lifecycle.refresh(session, session.get_one(Workspace, workspace_id),
+                      {row["contact_id"] for row in rows if row["contact_id"] is not None}, now)
     return ids
+
+
+def attach_anonymous(session: Session, workspace: Workspace, anonymous_id: str, contact_id: int) -> int:
+    """Give a visitor's anonymous events (and their purchase lines) to the contact the visitor turned out to be.
+
+    Only events without a contact move, and they are folded into the rollups as they move, so
+    attaching the same visitor again counts nothing twice. Returns how many events moved.
+    """
+    # The rows come back as plain dicts, the shape `rollups.apply` takes; no loaded object needs updating.
+    moved = [dict(row) for row in session.execute(
+        update(Event).where(Event.workspace_id == workspace.id, Event.anonymous_id == anonymous_id,
+                            Event.contact_id.is_(None))
+        .values(contact_id=contact_id).returning(*EVENTS.c).execution_options(synchronize_session=False)).mappings()]
+    if not moved:
+        return 0
+    purchases = [row["id"] for row in moved if row["type"] == "purchase"]
+    items = [dict(row) for row in session.execute(
+        update(PurchaseItem).where(PurchaseItem.event_id.in_(purchases)).values(contact_id=contact_id)
+        .returning(*PurchaseItem.__table__.c).execution_options(synchronize_session=False)).mappings()
+    ] if purchases else []
+    rollups.apply(session, workspace.id, moved, items)
+    lifecycle.refresh(session, workspace, [contact_id], utcnow())
+    return len(moved)

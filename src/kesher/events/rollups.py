@@ -21,6 +21,8 @@ from kesher.events.models import CampaignReceipt, CategoryStat, ContactRollup, E
 from kesher.events.schemas import SITE_ACTIONS
 
 EMAIL_CAMPAIGN_EVENTS = ("email_sent", "email_opened", "email_clicked")
+# Events Kesher writes about a contact rather than ones the contact did; no rollup counts them.
+SYSTEM_TYPES = ("segment_entered", "segment_exited", "stage_changed")
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,11 @@ class Rollup:
 
     column: str
     kind: str  # latest, earliest, count, sum
-    types: tuple[str, ...]
+    types: tuple[str, ...]  # () = every type but SYSTEM_TYPES
     field: str = "ts"  # for sums: the event column added up
+
+    def counts(self, event_type: str) -> bool:
+        return event_type in self.types if self.types else event_type not in SYSTEM_TYPES
 
 
 ROLLUPS = (
@@ -39,7 +44,7 @@ ROLLUPS = (
     Rollup("last_purchase_at", "latest", ("purchase",)),
     Rollup("first_purchase_at", "earliest", ("purchase",)),
     Rollup("last_visit_at", "latest", tuple(sorted(SITE_ACTIONS))),
-    Rollup("last_event_at", "latest", ()),  # () = every type
+    Rollup("last_event_at", "latest", ()),
     Rollup("sent_count", "count", ("email_sent",)),
     Rollup("open_count", "count", ("email_opened",)),
     Rollup("click_count", "count", ("email_clicked",)),
@@ -85,7 +90,7 @@ def _fold(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any],
 def _contact_contributions(row: dict[str, Any]) -> dict[str, Any]:
     found = {}
     for r in ROLLUPS:
-        if r.types and row["type"] not in r.types:
+        if not r.counts(row["type"]):
             continue
         if r.kind == "count":
             found[r.column] = 1
@@ -128,7 +133,7 @@ def apply(session: Session, workspace_id: int, events: list[dict[str, Any]], ite
 
 
 def _aggregate(r: Rollup) -> Any:
-    matches = Event.type.in_(r.types) if r.types else literal(True)
+    matches = Event.type.in_(r.types) if r.types else Event.type.not_in(SYSTEM_TYPES)
     if r.kind == "count":
         return func.coalesce(func.sum(case((matches, 1), else_=0)), 0)
     if r.kind == "sum":

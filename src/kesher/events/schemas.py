@@ -9,12 +9,14 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainValidator, field_validator, model_validator
 
 MAX_EVENTS = 10_000
 CUSTOM = re.compile(r"^custom:[a-z0-9][a-z0-9_.-]{0,59}$")
 CHANNEL_EVENT = re.compile(r"^(sms|whatsapp)_[a-z][a-z_]{1,30}$")
-Money = Annotated[float, Field(ge=0, le=1e9)]
+MAX_MONEY = 1e9
+MAX_ID = 2**63 - 1  # BIGINT: a larger id cannot name a row
+Money = Annotated[float, Field(ge=0, le=MAX_MONEY)]
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 
 
@@ -65,6 +67,8 @@ class PurchaseProps(Props):
     def _total(self) -> PurchaseProps:
         if self.total is None:
             self.total = round(sum(i.price * i.quantity for i in self.items), 2)
+            if self.total > MAX_MONEY:  # the bound `Money` puts on a total sent, or agorot overflow BIGINT
+                raise ValueError(f"the items add up to more than {MAX_MONEY:,.0f}; send the total")
         return self
 
 
@@ -130,7 +134,7 @@ def properties_model(event_type: str) -> type[Props] | None:
 class ContactRef(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    id: int | None = None
+    id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
     email: Annotated[str, Field(max_length=320)] | None = None
     phone: Annotated[str, Field(max_length=40)] | None = None
     external_id: Annotated[str, Field(max_length=255)] | None = None
@@ -168,8 +172,16 @@ class EventIn(BaseModel):
         return self
 
 
+# An event is taken as any JSON and checked by `ingest`, so one malformed item is reported at its
+# index instead of rejecting the whole batch; the API documents it as an EventIn.
+RawEvent = Annotated[Any, PlainValidator(lambda value: value, json_schema_input_type=EventIn)]
+
+
 class EventsBatch(BaseModel):
-    events: Annotated[list[dict[str, Any]], Field(max_length=MAX_EVENTS)]
+    model_config = ConfigDict(extra="forbid")
+
+    events: Annotated[list[RawEvent], Field(max_length=MAX_EVENTS,
+                                            description=f"Up to {MAX_EVENTS:,} events, each checked on its own.")]
 
 
 class IngestError(BaseModel):

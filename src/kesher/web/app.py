@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.database = database
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie="kesher_session",
-                       same_site="lax", https_only=False)
+                       same_site="lax", https_only=settings.https)
     problems.install(app)
     _include_routers(app)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
@@ -51,7 +51,18 @@ def _include_routers(app: FastAPI) -> None:
     from kesher.accounts import views as account_views
     from kesher.contacts import api as contacts_api
     from kesher.contacts import views as contact_views
+    from kesher.events import catalogue_api, catalogue_views, webhooks
+    from kesher.events import api as events_api
+    from kesher.events import tracking_api
+    from kesher.events import views as event_views
 
     app.include_router(contacts_api.router, prefix=API_PREFIX)
+    app.include_router(events_api.router, prefix=API_PREFIX)
+    app.include_router(tracking_api.router, prefix=API_PREFIX)
+    app.include_router(tracking_api.public_router)
     app.include_router(account_views.router)
     app.include_router(contact_views.router)
+    app.include_router(catalogue_api.router, prefix=API_PREFIX)
+    app.include_router(webhooks.router)
+    app.include_router(catalogue_views.router)
+    app.include_router(event_views.router)

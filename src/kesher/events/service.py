@@ -1,0 +1,188 @@
+"""Events as the rest of Kesher reads them: the explorer's queries, a contact's stats, JSONL import.
+
+Every query here runs in one workspace; a contact of another workspace is missing, not empty.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import String, cast, select
+from sqlalchemy.orm import Session
+
+from kesher.accounts.models import Workspace
+from kesher.contacts.service import decode_cursor, encode_cursor, get_contact
+from kesher.db import Database
+from kesher.errors import NotFound, ValidationError
+from kesher.events import rollups
+from kesher.events.ingest import ingest
+from kesher.events.models import CampaignReceipt, CategoryStat, ContactRollup, Event
+
+MAX_PAGE = 500
+IMPORT_BATCH = 1000
+# Property names are matched inside a JSON path, so they keep to characters that need no escaping.
+PROPERTY_NAME = re.compile(r"^[\w.:-]{1,100}$")
+
+
+# Explorer ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    type: str | None = None
+    contact_id: int | None = None
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+    properties: dict[str, str] = field(default_factory=dict)  # top-level property name -> value as text
+
+
+def parse_property_filter(text: str) -> tuple[str, str]:
+    """`name=value` as (name, value); the value may be empty or hold `=` itself."""
+    name, eq, value = text.partition("=")
+    if not eq or not PROPERTY_NAME.match(name):
+        raise ValidationError("write it as name=value, e.g. campaign_id=c1 (name: letters, digits, _ . : -)",
+                              "property")
+    return name, value
+
+
+def find_events(session: Session, workspace_id: int, flt: EventFilter, *, cursor: str | None = None,
+                limit: int = 50) -> tuple[list[Event], str | None]:
+    """A page of matching events, newest first, and the cursor of the next page (None on the last)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValidationError(f"must be between 1 and {MAX_PAGE}", "limit")
+    for at, name in ((flt.since, "since"), (flt.until, "until")):
+        if at is not None and at.utcoffset() is None:
+            raise ValidationError("give a time zone, e.g. 2026-01-31T10:00:00+02:00 or ...Z", name)
+    stmt = select(Event).where(Event.workspace_id == workspace_id)
+    if flt.contact_id is not None:
+        try:
+            get_contact(session, workspace_id, flt.contact_id)
+        except NotFound as exc:  # another workspace's contact is missing here, never an empty page
+            raise NotFound(exc.message, "contact_id") from None
+        stmt = stmt.where(Event.contact_id == flt.contact_id)
+    if flt.type:
+        stmt = stmt.where(Event.type == flt.type)
+    if flt.since:
+        stmt = stmt.where(Event.ts >= flt.since)
+    if flt.until:
+        stmt = stmt.where(Event.ts < flt.until)
+    for name, value in flt.properties.items():
+        # The cast makes a number compare as its text on SQLite too, as ->> does on PostgreSQL.
+        stmt = stmt.where(cast(Event.properties[name].as_string(), String) == value)
+    if cursor:
+        stmt = stmt.where(Event.id < decode_cursor(cursor))
+    rows = list(session.scalars(stmt.order_by(Event.id.desc()).limit(limit + 1)))
+    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+# A contact's stats ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ContactStats:
+    """A contact's rollup with the figures derived from it, its categories and its last campaigns."""
+
+    rollup: ContactRollup
+    categories: list[CategoryStat]
+    last_campaigns: list[CampaignReceipt]
+
+    @property
+    def total_revenue(self) -> float:
+        """Purchases less refunds, in ILS."""
+        return (self.rollup.revenue_minor - self.rollup.refunds_minor) / 100
+
+    @property
+    def avg_order_value(self) -> float | None:
+        """Average purchase in ILS (refunds not deducted); None before the first purchase."""
+        if not self.rollup.purchase_count:
+            return None
+        return round(self.rollup.revenue_minor / self.rollup.purchase_count / 100, 2)
+
+    @property
+    def avg_days_between_purchases(self) -> float | None:
+        """Mean gap between purchases in days; None until there are two."""
+        first, last, count = self.rollup.first_purchase_at, self.rollup.last_purchase_at, self.rollup.purchase_count
+        if count < 2 or first is None or last is None:
+            return None
+        return round((last - first).total_seconds() / 86400 / (count - 1), 2)
+
+
+def contact_stats(session: Session, workspace_id: int, contact_id: int) -> ContactStats:
+    """The stats of a contact of this workspace (NotFound otherwise); zeros before its first event."""
+    contact = get_contact(session, workspace_id, contact_id)
+    rollup = rollups.contact_rollup(session, contact.id) or ContactRollup(
+        contact_id=contact.id, workspace_id=workspace_id,
+        **{c: rollups.ZERO[k] for c, k in rollups.CONTACT_KINDS.items()})
+    categories = list(session.scalars(select(CategoryStat).where(CategoryStat.contact_id == contact.id)
+                                      .order_by(CategoryStat.last_purchase_at.desc(), CategoryStat.category)))
+    return ContactStats(rollup, categories, rollups.last_campaigns(session, contact.id))
+
+
+# JSONL import -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineError:
+    line: int
+    field: str
+    message: str
+
+
+@dataclass
+class ImportTotals:
+    accepted: int = 0
+    duplicates: int = 0
+    errors: list[LineError] = field(default_factory=list)
+
+
+def import_jsonl(db: Database, workspace_id: int, path: Path, *, batch_size: int = IMPORT_BATCH, region: str = "IL",
+                 progress: Callable[[int], None] | None = None) -> ImportTotals:
+    """Ingest a file of one JSON event a line, `batch_size` lines a transaction; memory stays flat.
+
+    A line that is not JSON (or not UTF-8) fails alone; blank lines are skipped. `progress` hears
+    the bytes read so far. An unreadable file raises OSError before anything is stored.
+    """
+    totals = ImportTotals()
+    batch: list[Any] = []
+    lines: list[int] = []  # the line number of each item of `batch`
+    done = 0
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            done += len(raw)
+            try:
+                text = raw.decode("utf-8").removeprefix("\ufeff").strip()
+                if text:
+                    batch.append(json.loads(text))
+                    lines.append(number)
+            except UnicodeDecodeError:
+                totals.errors.append(LineError(number, "event", "not UTF-8 text"))
+            except json.JSONDecodeError as exc:
+                totals.errors.append(LineError(number, "event", f"not JSON: {exc.msg} (column {exc.colno})"))
+            if len(batch) >= batch_size:
+                _ingest_lines(db, workspace_id, batch, lines, region, totals)
+                batch, lines = [], []
+                if progress:
+                    progress(done)
+        _ingest_lines(db, workspace_id, batch, lines, region, totals)
+    if progress:
+        progress(done)
+    totals.errors.sort(key=lambda e: e.line)
+    return totals
+
+
+def _ingest_lines(db: Database, workspace_id: int, batch: list[Any], lines: list[int], region: str,
+                  totals: ImportTotals) -> None:
+    if not batch:
+        return
+    with db.session() as session:
+        result = ingest(session, session.get_one(Workspace, workspace_id), batch, source="import", region=region)
+    totals.accepted += result.accepted
+    totals.duplicates += result.duplicates
+    totals.errors += [LineError(lines[e.index], e.field, e.message) for e in result.errors]

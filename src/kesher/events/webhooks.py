@@ -1,0 +1,336 @@
+"""Order webhooks from WooCommerce and Shopify (`POST /hooks/<platform>/<connection id>`).
+
+The routes are public: what proves a delivery comes from the store is its signature, an HMAC-SHA256
+of the raw body keyed with the connection's secret, base64-encoded, in `X-WC-Webhook-Signature`
+(WooCommerce) or `X-Shopify-Hmac-Sha256` (Shopify). An unsigned or wrongly signed delivery is
+refused before its body is parsed. A paid order becomes one `purchase` event through `ingest`,
+keyed by store and order, so the platforms' re-deliveries (and the created/paid/updated topics
+all sending the same order) count once. A fully refunded order adds one `refund` of its total.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Request
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from kesher.accounts.models import Workspace
+from kesher.contacts.service import save_contact
+from kesher.db.base import utcnow
+from kesher.errors import AuthError, KesherError, ValidationError
+from kesher.events import catalogue
+from kesher.events.ingest import ingest
+from kesher.events.models import StoreConnection
+from kesher.events.schemas import MAX_ID
+from kesher.events.tracking import BodyTooLarge
+from kesher.web.deps import DbSession
+from kesher.web.problems import problem_doc
+
+log = logging.getLogger("kesher.webhooks")
+
+MAX_BODY_BYTES = 5 * 1024 * 1024
+# WooCommerce's test delivery when a webhook is saved: a form body, no signature.
+WOOCOMMERCE_PING = re.compile(rb"^webhook_id=\d+$")
+NAME_LIMIT = 300
+SKU_LIMIT = 100
+
+
+# An order as Kesher reads it -----------------------------------------------------------------------
+
+
+@dataclass
+class Buyer:
+    email: str = ""
+    phone: str = ""
+    first_name: str = ""
+    last_name: str = ""
+    city: str = ""
+
+
+@dataclass
+class Order:
+    """What an order says, whichever platform sent it."""
+
+    id: str
+    number: str
+    state: Literal["paid", "refunded", "other"]
+    ts: datetime | None
+    total: float | None
+    currency: str | None
+    customer_id: str
+    buyer: Buyer
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _text(value: Any) -> str:
+    return str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _money(value: Any) -> float | None:
+    """Platforms send money as strings ("219.80") or numbers; anything else is unknown."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return float(round(amount, 2)) if amount.is_finite() else None
+
+
+def _time(value: Any) -> datetime | None:
+    """ISO 8601; a time without a zone is UTC (WooCommerce's `*_gmt` fields)."""
+    try:
+        ts = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _first(*values: Any) -> str:
+    return next((text for text in map(_text, values) if text), "")
+
+
+def _line(sku: str, fallback: str, name: Any, price: float | None, quantity: Any) -> dict[str, Any] | None:
+    """A purchase line; a line without a SKU is named by the store's product id (`fallback`)."""
+    if isinstance(quantity, bool) or not isinstance(quantity, int | float) or quantity <= 0:
+        return None
+    sku = (sku or fallback)[:SKU_LIMIT]
+    if not sku:
+        return None
+    line = {"sku": sku, "name": _text(name)[:NAME_LIMIT], "quantity": quantity}
+    if price is not None and price >= 0:
+        line["price"] = price
+    return line
+
+
+def woocommerce_order(data: dict[str, Any], store: StoreConnection) -> Order:
+    """An order as the WooCommerce REST API (v3) writes it, which is what its webhooks send."""
+    billing = _obj(data.get("billing"))
+    status = data.get("status")
+    items = []
+    for raw in data.get("line_items") or []:
+        raw = _obj(raw)
+        product = _first(raw.get("variation_id") or None, raw.get("product_id") or None)
+        quantity = raw.get("quantity")
+        # `price` is the unit price after discounts; older stores may send only the line's `total`.
+        price = _money(raw.get("price"))
+        if price is None and isinstance(quantity, int | float) and quantity:
+            total = _money(raw.get("total"))
+            price = round(total / quantity, 2) if total is not None else None
+        line = _line(_text(raw.get("sku")), f"woocommerce-{store.id}-{product}" if product else "", raw.get("name"),
+                     price, quantity)
+        if line:
+            items.append(line)
+    return Order(
+        id=_text(data.get("id")), number=_first(data.get("number"), data.get("id")),
+        state="paid" if status in ("processing", "completed") else "refunded" if status == "refunded" else "other",
+        ts=_time(data.get("date_created_gmt")), total=_money(data.get("total")),
+        currency=_text(data.get("currency")) or None, customer_id=_text(data.get("customer_id") or ""),
+        buyer=Buyer(email=_text(billing.get("email")), phone=_text(billing.get("phone")),
+                    first_name=_text(billing.get("first_name")), last_name=_text(billing.get("last_name")),
+                    city=_text(billing.get("city"))),
+        items=items,
+    )
+
+
+def shopify_order(data: dict[str, Any], store: StoreConnection) -> Order:
+    """An order as Shopify's `orders/create`, `orders/paid` and `orders/updated` webhooks send it."""
+    customer = _obj(data.get("customer"))
+    billing, shipping = _obj(data.get("billing_address")), _obj(data.get("shipping_address"))
+    status = data.get("financial_status")
+    items = []
+    for raw in data.get("line_items") or []:
+        raw = _obj(raw)
+        product = _first(raw.get("variant_id"), raw.get("product_id"))
+        line = _line(_text(raw.get("sku")), f"shopify-{store.id}-{product}" if product else "", raw.get("title"),
+                     _money(raw.get("price")), raw.get("quantity"))
+        if line:
+            items.append(line)
+    return Order(
+        id=_text(data.get("id")), number=_first(data.get("name"), data.get("id")),
+        # No financial status at all: an order made outside a payment flow, taken as paid.
+        state="paid" if status in (None, "paid", "partially_refunded") else "refunded" if status == "refunded"
+        else "other",
+        ts=_time(data.get("created_at")), total=_money(data.get("total_price")),
+        currency=_text(data.get("currency")) or None, customer_id=_text(customer.get("id")),
+        buyer=Buyer(
+            email=_first(data.get("email"), data.get("contact_email"), customer.get("email")),
+            phone=_first(data.get("phone"), customer.get("phone"), billing.get("phone"), shipping.get("phone")),
+            first_name=_first(customer.get("first_name"), billing.get("first_name"), shipping.get("first_name")),
+            last_name=_first(customer.get("last_name"), billing.get("last_name"), shipping.get("last_name")),
+            city=_first(billing.get("city"), shipping.get("city")),
+        ),
+        items=items,
+    )
+
+
+@dataclass(frozen=True)
+class Platform:
+    name: str
+    signature_header: str
+    read_order: Callable[[dict[str, Any], StoreConnection], Order]
+
+
+BY_PLATFORM = {
+    "woocommerce": Platform("woocommerce", "X-WC-Webhook-Signature", woocommerce_order),
+    "shopify": Platform("shopify", "X-Shopify-Hmac-Sha256", shopify_order),
+}
+
+
+# Recording an order -----------------------------------------------------------------------------
+
+
+class Delivery(BaseModel):
+    """What Kesher made of a delivery."""
+
+    outcome: Literal["recorded", "duplicate", "ignored", "ping"]
+    reason: str | None = None
+
+
+def signature(secret: str, body: bytes) -> str:
+    """base64(HMAC-SHA256(secret, body)): how both platforms sign a delivery."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode("ascii")
+
+
+def _buyer(session: Session, workspace_id: int, buyer: Buyer, actor: str, region: str) -> int | None:
+    """The contact who bought, found by email (else phone) and given the order's name, city and phone.
+
+    A phone that is not valid, or belongs to another contact, must not lose the order: the buyer is
+    then saved without it, and by phone alone when the email is the part that is wrong.
+    """
+    details = {"first_name": buyer.first_name, "last_name": buyer.last_name, "city": buyer.city}
+    attempts = [{"email": buyer.email, "phone": buyer.phone, **details}, {"email": buyer.email, **details},
+                {"phone": buyer.phone, **details}]
+    tried: list[dict[str, str]] = []
+    for attempt in attempts:
+        data = {key: value for key, value in attempt.items() if value}
+        if not (data.get("email") or data.get("phone")) or data in tried:
+            continue
+        tried.append(data)
+        try:
+            return save_contact(session, workspace_id, data, actor=actor, region=region).contact_id
+        except KesherError:
+            continue
+    return None
+
+
+def record_order(session: Session, store: StoreConnection, order: Order, region: str) -> Delivery:
+    """A paid order as one purchase (a refunded one also as its refund), its buyer and its products."""
+    if order.state == "other":
+        return Delivery(outcome="ignored", reason="the order is not paid")
+    if not order.id:
+        raise ValidationError("the order has no id", "id")
+    platform, ws = store.platform, store.workspace_id
+    catalogue.upsert_from_order(session, ws, order.items, source=platform)
+    contact_id = _buyer(session, ws, order.buyer, f"{platform}:{store.id}", region)
+    if contact_id is None:
+        return Delivery(outcome="ignored", reason="the order names no buyer by a valid email or phone")
+    known = catalogue.categories_of(session, ws, (item["sku"] for item in order.items))
+    items = [{**item, "category": known[item["sku"]]} if item["sku"] in known else item for item in order.items]
+    key = f"{platform}:{store.id}:{order.id}"
+    properties: dict[str, Any] = {"order_id": order.id, "order_number": order.number, "store_id": store.id,
+                                  "items": items}
+    if order.total is not None:
+        properties["total"] = order.total
+    if order.currency:
+        properties["currency"] = order.currency
+    if order.customer_id:
+        properties["customer_id"] = order.customer_id
+    events: list[dict[str, Any]] = [{"type": "purchase", "contact": {"id": contact_id}, "ts": order.ts,
+                                     "idempotency_key": key, "properties": properties}]
+    if order.state == "refunded" and order.total is not None:
+        refund = {"order_id": order.id, "amount": order.total, "currency": order.currency or "ILS"}
+        events.append({"type": "refund", "contact": {"id": contact_id}, "idempotency_key": f"{key}:refund",
+                       "properties": refund})
+    result = ingest(session, session.get_one(Workspace, ws), events, source=platform, region=region)
+    if result.errors:
+        error = result.errors[0]
+        raise ValidationError(error.message, error.field)
+    return Delivery(outcome="recorded" if result.accepted else "duplicate")
+
+
+# The routes -------------------------------------------------------------------------------------
+
+
+router = APIRouter(prefix="/hooks", tags=["store webhooks (public)"], responses={
+    401: problem_doc("The signature header is missing, or does not match the body and the connection's secret"),
+    404: problem_doc("No connection of this platform has this id"),
+    413: problem_doc(f"The body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB"),
+    422: problem_doc("The body is not an order Kesher can read; `field` names what is wrong"),
+})
+ConnectionId = Annotated[int, Path(ge=1, le=MAX_ID, description="The store connection's id, from its webhook URL")]
+# The body is read raw (the signature covers its bytes), so the document is told its shape here.
+ORDER_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "description": "The order, exactly as the platform's order webhooks send it"}}}}}
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body exactly as sent (the signature covers these bytes), up to the size limit."""
+    too_large = BodyTooLarge(f"the body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB", "body")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise too_large
+    return bytes(body)
+
+
+RawBody = Annotated[bytes, Depends(raw_body)]
+
+
+def webhook_url(request: Request, store: StoreConnection) -> str:
+    """The address the store posts orders to, on the host this request reached Kesher by."""
+    return str(request.url_for(f"{store.platform}_webhook", connection_id=store.id))
+
+
+def _receive(platform: Platform, store_id: int, request: Request, body: bytes, session: Session) -> Delivery:
+    store = catalogue.store_for_webhook(session, platform.name, store_id)
+    sent = request.headers.get(platform.signature_header)
+    if sent is None and platform.name == "woocommerce" and WOOCOMMERCE_PING.match(body.strip()):
+        return Delivery(outcome="ping")
+    if sent is None or not hmac.compare_digest(sent.strip().encode(), signature(store.secret, body).encode()):
+        remote = request.client.host if request.client else "unknown"
+        log.warning("refused a %s webhook for store connection %s from %s: %s signature", platform.name, store.id,
+                    remote, "no" if sent is None else "a wrong")
+        raise AuthError(f"the {platform.signature_header} header is missing or does not match this connection's "
+                        "secret", platform.signature_header)
+    store.last_received_at = utcnow()
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise ValidationError("is not JSON", "body") from None
+    if not isinstance(data, dict):
+        raise ValidationError("is not a JSON object", "body")
+    region = str(request.app.state.settings.default_phone_region)
+    return record_order(session, store, platform.read_order(data, store), region)
+
+
+@router.post("/woocommerce/{connection_id}", name="woocommerce_webhook", openapi_extra=ORDER_BODY,
+             summary="Receive a WooCommerce order webhook (topics Order created / Order updated)")
+def woocommerce(connection_id: ConnectionId, request: Request, body: RawBody, session: DbSession) -> Delivery:
+    return _receive(BY_PLATFORM["woocommerce"], connection_id, request, body, session)
+
+
+@router.post("/shopify/{connection_id}", name="shopify_webhook", openapi_extra=ORDER_BODY,
+             summary="Receive a Shopify order webhook (topics orders/create, orders/paid, orders/updated)")
+def shopify(connection_id: ConnectionId, request: Request, body: RawBody, session: DbSession) -> Delivery:
+    return _receive(BY_PLATFORM["shopify"], connection_id, request, body, session)
