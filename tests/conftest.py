@@ -7,8 +7,13 @@ each test gets a fresh workspace in it, which is also how Kesher isolates tenant
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import make_url, text
@@ -102,3 +107,59 @@ def api(app, api_key):  # type: ignore[no-untyped-def]
 
     with TestClient(app, base_url="http://testserver/api/v1", headers={"Authorization": f"Bearer {api_key}"}) as client:
         yield client
+
+
+# Real servers and a real browser ------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> dict[str, Any]:
+    """Launch options for Debian's headless Chromium; skipped where it is missing, a failure under CI."""
+    if not CHROMIUM.exists():
+        if SETTINGS.ci:
+            pytest.fail(f"{CHROMIUM} is required under CI (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} not installed; install Debian's chromium to run the browser tests")
+    # This machine reaches no network: Chromium's own background requests would only fail.
+    return {"executable_path": str(CHROMIUM),
+            "args": ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync"]}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """A port on 127.0.0.1 that nothing listens on."""
+    return _free_port
+
+
+@pytest.fixture(scope="module")
+def live_server() -> Iterator[Callable[..., str]]:
+    """Serve an app with uvicorn in a thread on 127.0.0.1 (call it with the app, and a port if chosen);
+    returns the base URL once it answers. Every server started is stopped after the module."""
+    import uvicorn
+
+    servers: list[tuple[Any, threading.Thread]] = []
+
+    def start(app: Any, port: int | None = None) -> str:
+        port = port or _free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.monotonic() + 15
+        while not server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=15)

@@ -8,17 +8,14 @@ a page view on load, a queued custom event and, after a newsletter form, an iden
 from __future__ import annotations
 
 import functools
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from kesher.accounts import service as accounts
@@ -33,9 +30,6 @@ from kesher.web.app import create_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 EMAIL = "dana@example.co.il"
 SHOP_PAGE = """<!doctype html>
 <html lang="he" dir="rtl"><head><meta charset="utf-8"><title>חנות הטבע: ויטמינים</title>
@@ -66,33 +60,18 @@ class Setup:
     shop: str
 
 
-@pytest.fixture(scope="module")
-def chromium_path() -> Path:
-    if not CHROMIUM.exists():
-        if Settings().ci:
-            pytest.fail(f"{CHROMIUM} is required under CI (apt-get install chromium)")
-        pytest.skip(f"{CHROMIUM} not installed; install Debian's chromium to run the browser tests")
-    return CHROMIUM
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+def setup(tmp_path_factory: pytest.TempPathFactory, live_server, free_port) -> Iterator[Setup]:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("tracking")
     database = Database(f"sqlite:///{tmp / 'kesher.db'}")
     upgrade(database.engine)
-    kesher = f"http://127.0.0.1:{_free_port()}"
-    shop_port = _free_port()
+    kesher_port, shop_port = free_port(), free_port()
+    kesher = f"http://127.0.0.1:{kesher_port}"
     shop = f"http://127.0.0.1:{shop_port}"
     with database.session() as s:
         workspace = accounts.create_workspace(s, "חנות הטבע")
@@ -103,29 +82,20 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
                                       encoding="utf-8")
 
     settings = Settings(database_url=database.url, queue="immediate", import_dir=str(tmp), secret_key="browser-test")
-    uv = uvicorn.Server(uvicorn.Config(create_app(settings, database), host="127.0.0.1",
-                                       port=int(kesher.rsplit(":", 1)[1]), log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
+    live_server(create_app(settings, database), kesher_port)
     shop_server = ThreadingHTTPServer(("127.0.0.1", shop_port), functools.partial(_QuietHandler, directory=str(pages)))
     threading.Thread(target=shop_server.serve_forever, daemon=True).start()
-    deadline = time.monotonic() + 15
-    while not uv.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
     yield Setup(database, workspace.id, kesher, shop)
     shop_server.shutdown()
-    uv.should_exit = True
-    thread.join(timeout=15)
     database.dispose()
 
 
 @pytest.fixture(scope="module")
-def page(chromium_path: Path, setup: Setup):  # type: ignore[no-untyped-def]
+def page(chromium, setup: Setup):  # type: ignore[no-untyped-def]
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(**chromium)
         context = browser.new_context(locale="he-IL")
         page = context.new_page()
         page.set_default_timeout(15_000)

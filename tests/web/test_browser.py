@@ -5,14 +5,10 @@ Runs on SQLite only, with the SQLite queue and the in-process worker, exactly as
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from kesher.accounts import service as accounts
 from kesher.config import Settings
@@ -22,9 +18,6 @@ from kesher.web.app import create_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 EMAIL, PASSWORD = "noa@example.com", "correct horse battery"
 SCREENSHOT = Path("/tmp/kesher-contacts.png")
 CSV = (
@@ -37,22 +30,7 @@ CSV = (
 
 
 @pytest.fixture(scope="module")
-def chromium_path() -> Path:
-    if not CHROMIUM.exists():
-        if Settings().ci:
-            pytest.fail(f"{CHROMIUM} is required under CI (apt-get install chromium)")
-        pytest.skip(f"{CHROMIUM} not installed; install Debian's chromium to run the browser tests")
-    return CHROMIUM
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory, live_server) -> Iterator[str]:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("browser")
     database = Database(f"sqlite:///{tmp / 'kesher.db'}")
     upgrade(database.engine)
@@ -61,27 +39,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         accounts.create_user(s, EMAIL, PASSWORD, name="נועה", workspace=workspace)
     settings = Settings(database_url=database.url, queue="sqlite", queue_path=str(tmp / "queue.db"),
                         import_dir=str(tmp), secret_key="browser-test")
-    port = _free_port()
-    app = create_app(settings, database, with_worker=True)
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not uv.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=15)
+    yield live_server(create_app(settings, database, with_worker=True))
     database.dispose()
 
 
 @pytest.fixture(scope="module")
-def page(chromium_path: Path, server: str):  # type: ignore[no-untyped-def]
+def page(chromium, server: str):  # type: ignore[no-untyped-def]
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium_path), args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(**chromium)
         context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 800}, locale="he-IL")
         page = context.new_page()
         page.set_default_timeout(15_000)
