@@ -1,5 +1,6 @@
 """The contacts REST API: round trips, merging, problems naming the field, isolation, paging, bulk."""
 
+import base64
 from datetime import datetime
 
 import pytest
@@ -363,3 +364,10 @@ def test_openapi_lists_the_paths_and_every_reference_resolves(api):
 
     names = {ref.rsplit("/", 1)[1] for ref in refs(doc)}
     assert {"ContactFields", "Problem"} <= names <= set(doc["components"]["schemas"])
+
+
+@pytest.mark.parametrize("path", [f"/contacts/{2**64}", f"/lists/{2**64}", f"/contacts?list_id={2**64}",
+                                  "/contacts?cursor=" + base64.urlsafe_b64encode(str(2**70).encode()).decode()])
+def test_numbers_no_row_can_have_are_a_clear_422(api, path):
+    response = api.get(path)
+    assert response.status_code == 422 and response.headers["content-type"].startswith("application/problem+json")

@@ -86,3 +86,33 @@ def test_replays_and_out_of_order_events_count_once(database, workspace):
         assert ingest(s, ws, [early, late]).model_dump()["duplicates"] == 1
         rollup = s.get(ContactRollup, cid)
         assert (rollup.open_count, rollup.last_open_at) == (2, datetime(2026, 3, 1, 10, tzinfo=UTC))
+
+
+def test_a_key_stored_by_another_request_meanwhile_counts_once(database, workspace):
+    """Two requests with the same new key: the one that loses the race re-checks instead of failing."""
+    from kesher.events import ingest as ingest_module
+
+    with database.session() as s:
+        cid = contacts.save_contact(s, workspace.id, {"email": "race@example.com"}).contact_id
+    event = {"type": "email_opened", "contact": {"id": cid}, "ts": "2026-03-01T10:00:00Z",
+             "properties": {"campaign_id": "c1"}, "idempotency_key": "race-1"}
+    real = ingest_module._drop_replays
+    calls = []
+
+    def blind_first(session, workspace_id, accepted, result):  # the first look misses the other request's row
+        calls.append(1)
+        if len(calls) == 1:
+            with database.session() as other:
+                ingest(other, other.get(type(workspace), workspace_id), [event])
+            return list(accepted)
+        return real(session, workspace_id, accepted, result)
+
+    ingest_module._drop_replays = blind_first
+    try:
+        with database.session() as s:
+            result = ingest(s, s.get(type(workspace), workspace.id), [event])
+    finally:
+        ingest_module._drop_replays = real
+    assert (result.accepted, result.duplicates) == (0, 1)
+    with database.session() as s:
+        assert s.get(ContactRollup, cid).open_count == 1

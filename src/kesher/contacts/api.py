@@ -24,6 +24,7 @@ from kesher.contacts.schemas import (
 from kesher.contacts.upsert import upsert_contacts
 from kesher.errors import KesherError
 from kesher.web.deps import ApiCaller, DbSession, api_caller
+from kesher.db.base import MAX_ID
 from kesher.web.problems import API_ERRORS, problem_doc
 
 Responses = dict[int | str, dict[str, Any]]
@@ -35,9 +36,9 @@ NO_CONTENT = status.HTTP_204_NO_CONTENT
 
 Caller = Annotated[ApiCaller, Depends(api_caller)]
 Db = DbSession
-ContactId = Annotated[int, Path(description="A contact id")]
-ListId = Annotated[int, Path(description="A list id")]
-TagId = Annotated[int, Path(description="A tag id")]
+ContactId = Annotated[int, Path(ge=1, le=MAX_ID, description="A contact id")]
+ListId = Annotated[int, Path(ge=1, le=MAX_ID, description="A list id")]
+TagId = Annotated[int, Path(ge=1, le=MAX_ID, description="A tag id")]
 
 
 def phone_region(request: Request) -> str:
@@ -127,8 +128,8 @@ def bulk_upsert(body: BulkContactsIn, caller: Caller, session: Db, region: Regio
 def search_contacts(
     caller: Caller, session: Db,
     q: Annotated[str | None, Query(max_length=200, description="Name, email, phone or external id (prefix)")] = None,
-    list_id: Annotated[int | None, Query(description="Only members of this list")] = None,
-    tag_id: Annotated[int | None, Query(description="Only contacts with this tag")] = None,
+    list_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only members of this list")] = None,
+    tag_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only contacts with this tag")] = None,
     city: Annotated[str | None, Query(max_length=200)] = None,
     consent: Annotated[Channel | None, Query(description="Only contacts who granted consent on this channel")] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
@@ -311,13 +312,13 @@ def create_field(body: FieldIn, caller: Caller, session: Db) -> FieldOut:
 
 
 @router.get("/fields/{field_id}", tags=["custom fields"], summary="A custom field")
-def get_field(field_id: int, caller: Caller, session: Db) -> FieldOut:
+def get_field(field_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: Caller, session: Db) -> FieldOut:
     return FieldOut.model_validate(field_service.get_field(session, caller.workspace_id, field_id))
 
 
 @router.delete("/fields/{field_id}", tags=["custom fields"], summary="Delete a custom field and all its values",
                status_code=NO_CONTENT, response_class=Response)
-def delete_field(field_id: int, caller: Caller, session: Db) -> None:
+def delete_field(field_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: Caller, session: Db) -> None:
     field_service.delete_field(session, caller.workspace_id, field_id, actor=caller.actor)
 
 
@@ -347,5 +348,5 @@ def add_suppression(body: SuppressionIn, caller: Caller, session: Db, region: Re
 
 @router.delete("/suppressions/{suppression_id}", tags=["suppressions"], summary="Allow an address again",
                status_code=NO_CONTENT, response_class=Response)
-def delete_suppression(suppression_id: int, caller: Caller, session: Db) -> None:
+def delete_suppression(suppression_id: Annotated[int, Path(ge=1, le=MAX_ID)], caller: Caller, session: Db) -> None:
     suppression.unsuppress(session, caller.workspace_id, suppression_id, actor=caller.actor)

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, IPvAnyAddress
 from kesher.contacts.models import CHANNELS, CONSENT_STATUSES, FIELD_TYPES, Contact, ContactList, Tag
 from kesher.contacts.service import ContactDetail
 from kesher.contacts.suppression import REASONS
+from kesher.db.base import MAX_ID
 
 MAX_BULK = 10_000
 
@@ -212,7 +213,7 @@ class TagOut(BaseModel):
 
 
 class ContactIds(BaseModel):
-    contact_ids: list[int] = Field(min_length=1, max_length=MAX_BULK)
+    contact_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=MAX_BULK)
 
 
 # Custom fields ----------------------------------------------------------------------------------

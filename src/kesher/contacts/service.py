@@ -18,7 +18,7 @@ from kesher.contacts.models import (
 )
 from kesher.contacts.normalize import BUILTIN_FIELDS, IDENTITY_FIELDS, normalize_contact
 from kesher.contacts.upsert import Outcome, upsert_contacts
-from kesher.db.base import utcnow
+from kesher.db.base import MAX_ID, utcnow
 from kesher.db.upsert import upsert
 from kesher.errors import Conflict, NotFound, ValidationError
 
@@ -229,9 +229,12 @@ def encode_cursor(contact_id: int) -> str:
 
 def decode_cursor(cursor: str) -> int:
     try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+        contact_id = int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
     except ValueError:
-        raise ValidationError("is not a cursor this API gave out", "cursor") from None
+        contact_id = 0
+    if not 1 <= contact_id <= MAX_ID:
+        raise ValidationError("is not a cursor this API gave out", "cursor")
+    return contact_id
 
 
 def search(

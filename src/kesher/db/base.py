@@ -11,6 +11,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+MAX_ID = 2**63 - 1  # the largest BIGINT: a larger number cannot name a row, so it is refused at the edge
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

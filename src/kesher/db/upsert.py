@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 from sqlalchemy import JSON, Table, any_, bindparam, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -56,9 +58,13 @@ def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -
     quote = session.get_bind().dialect.identifier_preparer.quote
     sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
     driver = session.connection().connection.driver_connection
-    with driver.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
-        for row in rows:
-            copy.write_row([Jsonb(row[c]) if c in json else row[c] for c in columns])
+    try:
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row([Jsonb(row[c]) if c in json else row[c] for c in columns])
+    except psycopg.errors.IntegrityError as exc:
+        # The driver's own error, as SQLAlchemy reports one, so callers' conflict handling sees it.
+        raise IntegrityError(sql, None, exc) from exc
 
 
 def insert_with_ids(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:

@@ -16,7 +16,8 @@ from kesher.accounts.models import Workspace
 from kesher.contacts.api import Region
 from kesher.events import service
 from kesher.events.ingest import ingest
-from kesher.events.schemas import MAX_EVENTS, MAX_ID, EventsBatch, IngestResult
+from kesher.db.base import MAX_ID
+from kesher.events.schemas import MAX_EVENTS, EventsBatch, IngestResult
 from kesher.web.deps import ApiCaller, DbSession, api_caller
 from kesher.web.problems import API_ERRORS, problem_doc
 

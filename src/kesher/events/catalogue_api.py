@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from kesher.contacts.api import CONFLICT, NO_CONTENT
 from kesher.events import catalogue
 from kesher.events.models import Category, Product, StoreConnection
-from kesher.events.schemas import MAX_ID
+from kesher.db.base import MAX_ID
 from kesher.events.webhooks import webhook_url
 from kesher.web.deps import ApiCaller, DbSession, api_caller
 from kesher.web.problems import API_ERRORS, problem_doc

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticError
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kesher.accounts.models import Workspace
@@ -162,9 +163,19 @@ def ingest(session: Session, workspace: Workspace, raw: Sequence[Any], *, source
     now = utcnow()
     accepted = validate(raw, result, region, now)
     accepted = _resolve_contacts(session, workspace, accepted, result)
-    accepted = _drop_replays(session, workspace.id, accepted, result)
-    store(session, workspace.id, accepted, source, now)
-    result.accepted = len(accepted)
+    for attempt in (1, 2):
+        duplicates_before = result.duplicates
+        fresh = _drop_replays(session, workspace.id, accepted, result)
+        try:
+            with session.begin_nested():
+                store(session, workspace.id, fresh, source, now)
+            break
+        except IntegrityError:
+            # Another request stored one of these idempotency keys meanwhile: look again, once.
+            result.duplicates = duplicates_before
+            if attempt == 2:
+                raise
+    result.accepted = len(fresh)
     result.errors.sort(key=lambda e: e.index)
     return result
 

@@ -11,11 +11,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainValidator, field_validator, model_validator
 
+from kesher.db.base import MAX_ID
+
 MAX_EVENTS = 10_000
 CUSTOM = re.compile(r"^custom:[a-z0-9][a-z0-9_.-]{0,59}$")
 CHANNEL_EVENT = re.compile(r"^(sms|whatsapp)_[a-z][a-z_]{1,30}$")
 MAX_MONEY = 1e9
-MAX_ID = 2**63 - 1  # BIGINT: a larger id cannot name a row
 Money = Annotated[float, Field(ge=0, le=MAX_MONEY)]
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 

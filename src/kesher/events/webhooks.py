@@ -33,7 +33,7 @@ from kesher.errors import AuthError, KesherError, ValidationError
 from kesher.events import catalogue
 from kesher.events.ingest import ingest
 from kesher.events.models import StoreConnection
-from kesher.events.schemas import MAX_ID
+from kesher.db.base import MAX_ID
 from kesher.events.tracking import BodyTooLarge
 from kesher.web.deps import DbSession
 from kesher.web.problems import problem_doc
