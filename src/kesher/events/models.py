@@ -26,6 +26,7 @@ class Event(Base):
         UniqueConstraint("workspace_id", "idempotency_key"),
         Index("ix_events_contact_type_ts", "contact_id", "type", "ts"),
         Index("ix_events_ws_type_ts", "workspace_id", "type", "ts"),
+        Index("ix_events_ws_ts", "workspace_id", "ts"),  # the explorer, newest first
         Index("ix_events_ws_anonymous", "workspace_id", "anonymous_id"),
     )
 

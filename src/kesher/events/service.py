@@ -5,6 +5,7 @@ Every query here runs in one workspace; a contact of another workspace is missin
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Callable
@@ -13,12 +14,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import String, and_, cast, or_, select
 from sqlalchemy.orm import Session
 
 from kesher.accounts.models import Workspace
-from kesher.contacts.service import decode_cursor, encode_cursor, get_contact
+from kesher.contacts.service import get_contact
 from kesher.db import Database
+from kesher.db.base import MAX_ID
 from kesher.errors import NotFound, ValidationError
 from kesher.events import rollups
 from kesher.events.ingest import ingest
@@ -53,7 +55,8 @@ def parse_property_filter(text: str) -> tuple[str, str]:
 
 def find_events(session: Session, workspace_id: int, flt: EventFilter, *, cursor: str | None = None,
                 limit: int = 50) -> tuple[list[Event], str | None]:
-    """A page of matching events, newest first, and the cursor of the next page (None on the last)."""
+    """A page of matching events, newest first by when they happened (not when they arrived), and the
+    cursor of the next page (None on the last)."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValidationError(f"must be between 1 and {MAX_PAGE}", "limit")
     for at, name in ((flt.since, "since"), (flt.until, "until")):
@@ -76,10 +79,28 @@ def find_events(session: Session, workspace_id: int, flt: EventFilter, *, cursor
         # The cast makes a number compare as its text on SQLite too, as ->> does on PostgreSQL.
         stmt = stmt.where(cast(Event.properties[name].as_string(), String) == value)
     if cursor:
-        stmt = stmt.where(Event.id < decode_cursor(cursor))
-    rows = list(session.scalars(stmt.order_by(Event.id.desc()).limit(limit + 1)))
-    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+        ts, event_id = _decode_position(cursor)
+        stmt = stmt.where(or_(Event.ts < ts, and_(Event.ts == ts, Event.id < event_id)))
+    rows = list(session.scalars(stmt.order_by(Event.ts.desc(), Event.id.desc()).limit(limit + 1)))
+    next_cursor = _encode_position(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
+
+
+def _encode_position(event: Event) -> str:
+    """A page ends at an event: its time, and its id to order events of the same time."""
+    raw = f"{event.ts.isoformat()}|{event.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_position(cursor: str) -> tuple[datetime, int]:
+    try:
+        ts, _, event_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition("|")
+        at, number = datetime.fromisoformat(ts), int(event_id)
+    except ValueError:
+        at, number = None, 0
+    if at is None or at.utcoffset() is None or not 1 <= number <= MAX_ID:
+        raise ValidationError("is not a cursor this API gave out", "cursor")
+    return at, number
 
 
 # A contact's stats ------------------------------------------------------------------------------
