@@ -197,6 +197,69 @@ def apikey_create(
     console.print(secret)
 
 
+@key_app.command("list")
+def apikey_list(workspace: Annotated[str, typer.Option(help="Workspace id or slug.")]) -> None:
+    """List a workspace's API keys (their names and first characters; the keys themselves are not kept)."""
+    db = _database(get_settings())
+    try:
+        with db.session() as session:
+            keys = accounts.list_api_keys(session, accounts.get_workspace(session, workspace).id)
+    except KesherError as exc:
+        raise _fail(exc) from None
+    for key in keys:
+        used = key.last_used_at.isoformat(timespec="minutes") if key.last_used_at else "never"
+        state = f"revoked {key.revoked_at.isoformat(timespec='minutes')}" if key.revoked_at else "active"
+        console.print(f"{key.id}\t{key.prefix}…\t{escape(key.name)}\tlast used {used}\t{state}")
+
+
+@key_app.command("revoke")
+def apikey_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id, from `kesher apikey list`.")],
+    workspace: Annotated[str, typer.Option(help="Workspace id or slug.")],
+) -> None:
+    """Revoke an API key: requests with it are refused from now on."""
+    db = _database(get_settings())
+    try:
+        with db.session() as session:
+            accounts.revoke_api_key(session, accounts.get_workspace(session, workspace).id, key_id)
+    except KesherError as exc:
+        raise _fail(exc) from None
+    console.print(f"API key {key_id} revoked")
+
+
+@user_app.command("add")
+def user_add(
+    email: Annotated[str, typer.Option(help="The user's login email.")],
+    workspace: Annotated[str, typer.Option(help="Workspace id or slug to add the user to.")],
+    role: Annotated[str, typer.Option(help="admin or member.")] = "admin",
+) -> None:
+    """Give an existing user access to another workspace."""
+    db = _database(get_settings())
+    try:
+        with db.session() as session:
+            accounts.add_member(session, accounts.get_user(session, email), accounts.get_workspace(session, workspace),
+                                role)
+    except KesherError as exc:
+        raise _fail(exc) from None
+    console.print(f"{email} can now use workspace {workspace}")
+
+
+@user_app.command("password")
+def user_password(
+    email: Annotated[str, typer.Option(help="The user's login email.")],
+    password: Annotated[str, typer.Option(help="At least 8 characters; generated and printed when omitted.")] = "",
+) -> None:
+    """Set a user's password (to a generated one, printed, when none is given)."""
+    db = _database(get_settings())
+    password = password or secrets.token_urlsafe(12)
+    try:
+        with db.session() as session:
+            accounts.set_password(session, email, password)
+    except KesherError as exc:
+        raise _fail(exc) from None
+    console.print(f"new password for {email}: {password}", soft_wrap=True)
+
+
 @import_app.command("contacts")
 def import_contacts(
     path: Annotated[Path, typer.Argument(help="A CSV (UTF-8, UTF-8 with BOM or Windows-1255) or XLSX file.")],

@@ -294,3 +294,13 @@ def test_every_text_has_a_hebrew_translation() -> None:
             missing.append(msgid)
     assert not missing, f"add Hebrew translations to locale/he/LC_MESSAGES/messages.po for: {missing}"
     assert len(_msgids()) > 100
+
+
+def test_a_user_of_no_workspace_is_told_so_at_login(client: TestClient, database: Database) -> None:
+    with database.session() as s:
+        accounts.create_user(s, "lonely@example.com", PASSWORD)
+    browser = Browser(client)
+    browser.get("/login")
+    answer = browser.post("/login", {"email": "lonely@example.com", "password": PASSWORD})
+    assert answer.status_code == 403 and "לאף סביבת עבודה" in answer.text
+    assert browser.get("/contacts", follow_redirects=False).status_code == 303  # still not logged in

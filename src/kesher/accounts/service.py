@@ -9,7 +9,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kesher.accounts.models import ApiKey, AuditEntry, Membership, User, Workspace
@@ -18,6 +18,7 @@ from kesher.errors import AuthError, Conflict, NotFound, ValidationError
 
 _hasher = PasswordHasher()
 KEY_PREFIX = "ksr_"
+ROLES = ("admin", "member")
 MIN_PASSWORD = 8
 _SLUG = re.compile(r"^(?=.{1,100}$)[a-z][a-z0-9]*(-[a-z0-9]+)*$")  # a letter first: digits mean an id
 
@@ -82,19 +83,26 @@ def create_user(
     return user
 
 
+def get_user(session: Session, email: str) -> User:
+    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise NotFound(f"no user {email!r}", "email")
+    return user
+
+
 def set_password(session: Session, email: str, password: str) -> User:
     """Give the user with this email a new password."""
     if len(password) < MIN_PASSWORD:
         raise ValidationError(f"must be at least {MIN_PASSWORD} characters", "password")
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
-    if user is None:
-        raise NotFound(f"no user {email!r}", "email")
+    user = get_user(session, email)
     user.password_hash = _hasher.hash(password)
     session.flush()
     return user
 
 
 def add_member(session: Session, user: User, workspace: Workspace, role: str = "admin") -> None:
+    if role not in ROLES:
+        raise ValidationError(f"must be one of {', '.join(ROLES)}", "role")
     if session.get(Membership, (user.id, workspace.id)) is None:
         session.add(Membership(user_id=user.id, workspace_id=workspace.id, role=role))
         session.flush()
@@ -146,6 +154,10 @@ def authenticate_api_key(session: Session, secret: str) -> ApiKey:
     return key
 
 
+def list_api_keys(session: Session, workspace_id: int) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).where(ApiKey.workspace_id == workspace_id).order_by(ApiKey.id)))
+
+
 def revoke_api_key(session: Session, workspace_id: int, key_id: int) -> None:
     key = session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.workspace_id == workspace_id))
     if key is None:
@@ -174,7 +186,3 @@ def audit_trail(session: Session, workspace_id: int, entity_type: str, entity_id
         .order_by(AuditEntry.id.desc()).limit(limit)
     )
     return list(session.scalars(stmt))
-
-
-def count_users(session: Session) -> int:
-    return session.scalar(select(func.count(User.id))) or 0

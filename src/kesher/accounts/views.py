@@ -28,7 +28,10 @@ def login(
     try:
         user = service.authenticate_user(session, email, password)
     except AuthError:
-        return render(request, "accounts/login.html", None, status_code=401, next=next, email=email, error=True)
+        return render(request, "accounts/login.html", None, status_code=401, next=next, email=email, error="password")
+    if not service.user_workspaces(session, user.id):
+        return render(request, "accounts/login.html", None, status_code=403, next=next, email=email,
+                      error="no_workspace")
     language = request.session.get("language") or user.language
     # A new session on every login, so a token planted before login is worth nothing after it.
     request.session.clear()
