@@ -65,8 +65,9 @@ def _queue(kind: str, location: str, database_url: str, lifecycle_cron: str) -> 
     tasks = {"import_contacts": huey.task(name="import_contacts", retries=2, retry_delay=5)(_import_contacts)}
 
     # Periodic tasks take no arguments, so this one holds the database it refreshes; the lock
-    # keeps a slow run from overlapping the next.
-    @huey.periodic_task(crontab(*lifecycle_cron.split()), name="refresh_lifecycle")
+    # keeps a slow run from overlapping the next. A run that loses a deadlock to a concurrent
+    # ingest on PostgreSQL is tried again shortly (each chunk commits, so a retry redoes little).
+    @huey.periodic_task(crontab(*lifecycle_cron.split()), name="refresh_lifecycle", retries=2, retry_delay=30)
     def refresh_lifecycle() -> None:
         with huey.lock_task("refresh_lifecycle"):
             _refresh_lifecycle(database_url)
