@@ -31,3 +31,7 @@ class Conflict(KesherError):
 
 class AuthError(KesherError):
     status = 401
+
+
+class BodyTooLarge(KesherError):
+    status = 413

@@ -51,10 +51,6 @@ class OriginNotAllowed(KesherError):
     status = 403
 
 
-class BodyTooLarge(KesherError):
-    status = 413
-
-
 # Sites ------------------------------------------------------------------------------------------
 
 

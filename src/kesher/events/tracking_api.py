@@ -23,7 +23,7 @@ from kesher.contacts.api import Region
 from kesher.events import tracking
 from kesher.events.models import TrackingSite
 from kesher.events.schemas import IngestResult
-from kesher.web.deps import ApiCaller, DbSession, api_caller
+from kesher.web.deps import ApiCaller, DbSession, api_caller, read_body
 from kesher.web.problems import API_ERRORS, problem_doc
 
 SCRIPT = FilePath(__file__).parents[1] / "web" / "static" / "kesher-track.js"
@@ -69,18 +69,8 @@ class IdentifyIn(BaseModel):
 
 
 async def _body(request: Request) -> bytes:
-    """The request body, refused unread when it declares more than the limit, cut off when it sends more."""
     limit = tracking.MAX_BODY_BYTES
-    too_large = tracking.BodyTooLarge(f"the body is larger than {limit // 1024} KB; send fewer events a call", "body")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
+    return await read_body(request, limit, f"the body is larger than {limit // 1024} KB; send fewer events a call")
 
 
 Body = Annotated[bytes, Depends(_body)]

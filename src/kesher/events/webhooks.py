@@ -34,8 +34,7 @@ from kesher.events import catalogue
 from kesher.events.ingest import ingest
 from kesher.events.models import StoreConnection
 from kesher.db.base import MAX_ID
-from kesher.events.tracking import BodyTooLarge
-from kesher.web.deps import DbSession
+from kesher.web.deps import DbSession, read_body
 from kesher.web.problems import problem_doc
 
 log = logging.getLogger("kesher.webhooks")
@@ -281,17 +280,8 @@ ORDER_BODY = {"requestBody": {"required": True, "content": {"application/json": 
 
 
 async def raw_body(request: Request) -> bytes:
-    """The body exactly as sent (the signature covers these bytes), up to the size limit."""
-    too_large = BodyTooLarge(f"the body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB", "body")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
-    return bytes(body)
+    """The body exactly as sent: the signature covers these bytes."""
+    return await read_body(request, MAX_BODY_BYTES, f"the body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB")
 
 
 RawBody = Annotated[bytes, Depends(raw_body)]

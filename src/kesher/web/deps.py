@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from kesher.accounts import service as accounts
 from kesher.accounts.models import User, Workspace
 from kesher.db import Database
-from kesher.errors import AuthError
+from kesher.errors import AuthError, BodyTooLarge
 from kesher.web.i18n import current_language, pick_language
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer ksr_...`")
@@ -114,3 +114,17 @@ async def csrf_protect(request: Request) -> None:
     expected = request.session.get("csrf")
     if not expected or not isinstance(sent, str) or not secrets.compare_digest(sent, str(expected)):
         raise HTTPException(403, "the form's security token is missing or stale; reload the page and try again")
+
+
+async def read_body(request: Request, limit: int, too_large: str) -> bytes:
+    """The body exactly as sent, refused unread when it declares more than `limit` bytes and cut off
+    when it sends more; `too_large` says what the caller should do instead."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(too_large, "body")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BodyTooLarge(too_large, "body")
+    return bytes(body)
