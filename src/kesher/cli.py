@@ -7,6 +7,8 @@ import json
 import secrets
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.orm import Session
 
 from kesher.accounts import service as accounts
 from kesher.config import DEFAULT_SECRET, Settings, get_settings
@@ -50,6 +53,17 @@ def _database(settings: Settings) -> Database:
 def _fail(exc: KesherError, code: int = 2) -> typer.Exit:
     err.print(f"[red]error:[/red] {exc}")
     return typer.Exit(code)
+
+
+@contextmanager
+def _transaction() -> Iterator[Session]:
+    """A transaction on the configured database; a KesherError inside becomes `error: ...` and exit code 2."""
+    db = _database(get_settings())
+    try:
+        with db.session() as session:
+            yield session
+    except KesherError as exc:
+        raise _fail(exc) from None
 
 
 def _workspace_id(db: Database, ref: str | None) -> int:
@@ -153,12 +167,8 @@ def db_upgrade() -> None:
 @ws_app.command("create")
 def workspace_create(name: str, timezone: str = "Asia/Jerusalem", language: str = "he") -> None:
     """Create a workspace."""
-    db = _database(get_settings())
-    try:
-        with db.session() as session:
-            ws = accounts.create_workspace(session, name, timezone=timezone, language=language)
-    except KesherError as exc:
-        raise _fail(exc) from None
+    with _transaction() as session:
+        ws = accounts.create_workspace(session, name, timezone=timezone, language=language)
     console.print(f"workspace {ws.id} ({ws.slug}) created")
 
 
@@ -171,14 +181,10 @@ def user_create(
     language: Annotated[str, typer.Option(help="he or en.")] = "he",
 ) -> None:
     """Create a user who can log in to the UI."""
-    db = _database(get_settings())
     password = password or secrets.token_urlsafe(12)
-    try:
-        with db.session() as session:
-            ws = accounts.get_workspace(session, workspace) if workspace else None
-            user = accounts.create_user(session, email, password, name=name, workspace=ws, language=language)
-    except KesherError as exc:
-        raise _fail(exc) from None
+    with _transaction() as session:
+        ws = accounts.get_workspace(session, workspace) if workspace else None
+        user = accounts.create_user(session, email, password, name=name, workspace=ws, language=language)
     console.print(f"user {user.id} created: {user.email} / {password}")
 
 
@@ -188,24 +194,16 @@ def apikey_create(
     name: Annotated[str, typer.Option(help="What the key is for.")],
 ) -> None:
     """Create an API key. The key is shown once: store it now."""
-    db = _database(get_settings())
-    try:
-        with db.session() as session:
-            _, secret = accounts.create_api_key(session, accounts.get_workspace(session, workspace), name)
-    except KesherError as exc:
-        raise _fail(exc) from None
+    with _transaction() as session:
+        _, secret = accounts.create_api_key(session, accounts.get_workspace(session, workspace), name)
     console.print(secret)
 
 
 @key_app.command("list")
 def apikey_list(workspace: Annotated[str, typer.Option(help="Workspace id or slug.")]) -> None:
     """List a workspace's API keys (their names and first characters; the keys themselves are not kept)."""
-    db = _database(get_settings())
-    try:
-        with db.session() as session:
-            keys = accounts.list_api_keys(session, accounts.get_workspace(session, workspace).id)
-    except KesherError as exc:
-        raise _fail(exc) from None
+    with _transaction() as session:
+        keys = accounts.list_api_keys(session, accounts.get_workspace(session, workspace).id)
     for key in keys:
         used = key.last_used_at.isoformat(timespec="minutes") if key.last_used_at else "never"
         state = f"revoked {key.revoked_at.isoformat(timespec='minutes')}" if key.revoked_at else "active"
@@ -218,12 +216,8 @@ def apikey_revoke(
     workspace: Annotated[str, typer.Option(help="Workspace id or slug.")],
 ) -> None:
     """Revoke an API key: requests with it are refused from now on."""
-    db = _database(get_settings())
-    try:
-        with db.session() as session:
-            accounts.revoke_api_key(session, accounts.get_workspace(session, workspace).id, key_id)
-    except KesherError as exc:
-        raise _fail(exc) from None
+    with _transaction() as session:
+        accounts.revoke_api_key(session, accounts.get_workspace(session, workspace).id, key_id)
     console.print(f"API key {key_id} revoked")
 
 
@@ -234,13 +228,9 @@ def user_add(
     role: Annotated[str, typer.Option(help="admin or member.")] = "admin",
 ) -> None:
     """Give an existing user access to another workspace."""
-    db = _database(get_settings())
-    try:
-        with db.session() as session:
-            accounts.add_member(session, accounts.get_user(session, email), accounts.get_workspace(session, workspace),
-                                role)
-    except KesherError as exc:
-        raise _fail(exc) from None
+    with _transaction() as session:
+        accounts.add_member(session, accounts.get_user(session, email), accounts.get_workspace(session, workspace),
+                            role)
     console.print(f"{email} can now use workspace {workspace}")
 
 
@@ -250,13 +240,9 @@ def user_password(
     password: Annotated[str, typer.Option(help="At least 8 characters; generated and printed when omitted.")] = "",
 ) -> None:
     """Set a user's password (to a generated one, printed, when none is given)."""
-    db = _database(get_settings())
     password = password or secrets.token_urlsafe(12)
-    try:
-        with db.session() as session:
-            accounts.set_password(session, email, password)
-    except KesherError as exc:
-        raise _fail(exc) from None
+    with _transaction() as session:
+        accounts.set_password(session, email, password)
     console.print(f"new password for {email}: {password}", soft_wrap=True)
 
 
@@ -369,16 +355,12 @@ def rollups_rebuild(
     from kesher.accounts.models import Workspace
     from kesher.events import rollups
 
-    db = _database(get_settings())
-    try:
-        with db.session() as session:
-            chosen = [accounts.get_workspace(session, workspace)] if workspace else \
-                list(session.scalars(select(Workspace).order_by(Workspace.id)))
-    except KesherError as exc:
-        raise _fail(exc) from None
+    with _transaction() as session:
+        chosen = [accounts.get_workspace(session, workspace)] if workspace else \
+            list(session.scalars(select(Workspace).order_by(Workspace.id)))
     for ws in chosen:
         started = time.perf_counter()
-        with db.session() as session:
+        with _transaction() as session:
             rollups.rebuild(session, ws.id)
         console.print(f"{escape(ws.name)} ({ws.slug}): rollups rebuilt in {time.perf_counter() - started:.2f}s")
 
