@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     secret_key: str = DEFAULT_SECRET
     https: bool = Field(False, description="served over HTTPS: session cookies are then sent over HTTPS only")
+    public_url: str = Field("", description="the address people and stores reach Kesher by, e.g. "
+                                            "https://kesher.example.co.il; default: the address of each request")
     default_timezone: str = "Asia/Jerusalem"
     default_language: str = "he"
     default_phone_region: str = "IL"

@@ -296,3 +296,11 @@ def test_the_stores_page_connects_shows_the_secret_once_and_disconnects(ui, data
     assert ui.post(f"/stores/{store.id}/delete").status_code == 303
     with database.session() as s:
         assert catalogue.list_stores(s, workspace.id) == []
+
+
+def test_behind_a_proxy_the_public_address_is_given_out(api, app):
+    app.state.settings = app.state.settings.model_copy(update={"public_url": "https://kesher.example.co.il/"})
+    store = created(api.post("/stores", json={"platform": "shopify", "name": "shop"}))
+    assert store["webhook_url"] == f"https://kesher.example.co.il/hooks/shopify/{store['id']}"
+    site = api.post("/tracking/sites", json={"name": "shop", "allowed_origins": ["https://shop.example.co.il"]})
+    assert 'src="https://kesher.example.co.il/t/kesher.js"' in site.json()["snippet"]

@@ -23,7 +23,7 @@ from kesher.contacts.api import Region
 from kesher.events import tracking
 from kesher.events.models import TrackingSite
 from kesher.events.schemas import IngestResult
-from kesher.web.deps import ApiCaller, DbSession, api_caller, read_body
+from kesher.web.deps import ApiCaller, DbSession, api_caller, public_url, read_body
 from kesher.web.problems import API_ERRORS, problem_doc
 
 SCRIPT = FilePath(__file__).parents[1] / "web" / "static" / "kesher-track.js"
@@ -176,9 +176,8 @@ class SiteOut(BaseModel):
 
     @classmethod
     def of(cls, site: TrackingSite, request: Request) -> SiteOut:
-        base = str(request.base_url).rstrip("/")
         snippet = (f"<script>{QUEUE_STUB}</script>\n"
-                   f'<script src="{base}/t/kesher.js" data-key="{site.write_key}" async></script>')
+                   f'<script src="{public_url(request, "/t/kesher.js")}" data-key="{site.write_key}" async></script>')
         return cls(id=site.id, name=site.name, write_key=site.write_key, allowed_origins=site.allowed_origins,
                    created_at=site.created_at, snippet=snippet)
 

@@ -34,7 +34,7 @@ from kesher.events import catalogue
 from kesher.events.ingest import ingest
 from kesher.events.models import StoreConnection
 from kesher.db.base import MAX_ID
-from kesher.web.deps import DbSession, read_body
+from kesher.web.deps import DbSession, public_url, read_body
 from kesher.web.problems import problem_doc
 
 log = logging.getLogger("kesher.webhooks")
@@ -288,8 +288,8 @@ RawBody = Annotated[bytes, Depends(raw_body)]
 
 
 def webhook_url(request: Request, store: StoreConnection) -> str:
-    """The address the store posts orders to, on the host this request reached Kesher by."""
-    return str(request.url_for(f"{store.platform}_webhook", connection_id=store.id))
+    """The address the store posts orders to."""
+    return public_url(request, request.app.url_path_for(f"{store.platform}_webhook", connection_id=str(store.id)))
 
 
 def _receive(platform: Platform, store_id: int, request: Request, body: bytes, session: Session) -> Delivery:

@@ -128,3 +128,10 @@ async def read_body(request: Request, limit: int, too_large: str) -> bytes:
         if len(body) > limit:
             raise BodyTooLarge(too_large, "body")
     return bytes(body)
+
+
+def public_url(request: Request, path: str) -> str:
+    """The full address of `path` as people and stores outside reach it: KESHER_PUBLIC_URL when set
+    (behind a proxy the request's own host may be an internal one), else this request's address."""
+    base = request.app.state.settings.public_url or str(request.base_url)
+    return base.rstrip("/") + path
