@@ -302,3 +302,17 @@ def test_explorer_in_english(ui: Browser, mixed: dict[str, int]) -> None:
     assert len(rows(page)) == 2 and all("Stage changed" in r for r in rows(page))
     assert "— → Active" in page and "— → Dormant" in page  # Avi last visited in 2021
     assert "Enter a contact number" in ui.get("/events?contact_id=x").text
+
+
+def test_explorer_names_contacts(ui: Browser, database: Database, workspace) -> None:  # type: ignore[no-untyped-def]
+    named = add_contact(database, workspace, "rivka@example.com")
+    unnamed = add_contact(database, workspace, "no.name@example.com")
+    with database.session() as s:
+        contacts.update_contact(s, workspace.id, named, {"first_name": "רבקה", "last_name": "לוי"})
+    send(database, workspace, [
+        {"type": "custom:quiz_done", "contact": {"id": named}, "properties": {}},
+        {"type": "custom:quiz_done", "contact": {"id": unnamed}, "properties": {}},
+    ])
+    found = rows(ui.get("/events?custom=quiz_done").text)
+    assert any(f'href="/contacts/{named}"><bdi>רבקה לוי</bdi>' in r for r in found)
+    assert any(f'href="/contacts/{unnamed}"><bdi>no.name@example.com</bdi>' in r for r in found)

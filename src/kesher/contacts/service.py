@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,6 +269,20 @@ def stream(session: Session, workspace_id: int, flt: ContactFilter, batch: int =
         yield rows
         session.expunge_all()
         last = rows[-1].id
+
+
+def display_names(session: Session, workspace_id: int, contact_ids: Iterable[int]) -> dict[int, str]:
+    """How to name each of many contacts in one query: full name, else email, else phone, else external id."""
+    ids = list(set(contact_ids))
+    if not ids:
+        return {}
+    stmt = select(Contact.id, Contact.first_name, Contact.last_name, Contact.email, Contact.phone,
+                  Contact.external_id).where(Contact.workspace_id == workspace_id, Contact.id.in_(ids))
+    names = {}
+    for contact_id, first, last, email, phone, external in session.execute(stmt):
+        full = " ".join(part for part in (first, last) if part)
+        names[contact_id] = full or email or phone or external or ""
+    return {cid: name for cid, name in names.items() if name}
 
 
 def custom_values(session: Session, contact_ids: list[int], fields: list[CustomField]) -> dict[tuple[int, str], Any]:

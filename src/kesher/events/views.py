@@ -308,6 +308,7 @@ def events_page(
     trail = [b for b in back.split(".") if b] if cursor else []
     data = {
         "query": query, "errors": errors, "lines": [describe(e) for e in rows], "types": type_labels(),
+        "names": contacts.display_names(session, ctx.workspace.id, (e.contact_id for e in rows if e.contact_id)),
         "next_query": query.encode(cursor=next_cursor, back=".".join([*trail, cursor or "-"])) if next_cursor else None,
         "prev_query": query.encode(cursor="" if trail[-1] == "-" else trail[-1], back=".".join(trail[:-1]))
         if trail else None,
