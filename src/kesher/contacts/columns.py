@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kesher.contacts.inputs import CHANNELS, FIELD_KEY, key_from_label
 from kesher.contacts.normalize import BUILTIN_FIELDS

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from kesher.contacts.normalize import BUILTIN_FIELDS, normalize_contact, parse_date, reject_control

@@ -16,7 +16,7 @@ from kesher.contacts.inputs import ContactInput, FieldSpec, validate_contact
 from kesher.contacts.models import (
     CHANNELS, CONSENT_STATUSES, Consent, Contact, ContactList, ContactTag, CustomField, FieldValue, ListMembership, Tag,
 )
-from kesher.contacts.normalize import BUILTIN_FIELDS, IDENTITY_FIELDS, normalize_contact
+from kesher.contacts.normalize import IDENTITY_FIELDS
 from kesher.contacts.upsert import Outcome, upsert_contacts
 from kesher.db.base import MAX_ID, utcnow
 from kesher.db.upsert import upsert

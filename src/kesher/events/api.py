@@ -19,7 +19,7 @@ from kesher.events.ingest import ingest
 from kesher.db.base import MAX_ID
 from kesher.events.schemas import MAX_EVENTS, EventsBatch, IngestResult
 from kesher.web.deps import ApiCaller, DbSession, api_caller
-from kesher.web.problems import API_ERRORS, problem_doc
+from kesher.web.problems import API_ERRORS
 
 
 router = APIRouter(tags=["events"], responses=API_ERRORS)

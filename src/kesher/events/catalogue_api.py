@@ -19,7 +19,7 @@ from kesher.events.models import Category, Product, StoreConnection
 from kesher.db.base import MAX_ID
 from kesher.events.webhooks import webhook_url
 from kesher.web.deps import ApiCaller, DbSession, api_caller
-from kesher.web.problems import API_ERRORS, problem_doc
+from kesher.web.problems import API_ERRORS
 
 
 router = APIRouter(responses=API_ERRORS)
