@@ -177,6 +177,10 @@ def load_events(
     """
     from kesher.accounts.models import Workspace
 
+    from kesher.events.catalogue import seed_demo
+
+    with db.session() as session:
+        seed_demo(session, workspace_id)  # the catalogue first: replenishment needs its usage periods
     total = IngestResult()
     stream = generator.events(n_contacts, n_events, seed)
     while batch := list(islice(stream, batch_size)):

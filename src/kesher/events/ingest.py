@@ -24,6 +24,7 @@ from kesher.errors import ValidationError
 from kesher.events import lifecycle, rollups
 from kesher.events.models import Event, PurchaseItem
 from kesher.events.schemas import EventIn, IngestError, IngestResult, properties_model
+from kesher.segments import membership
 
 EVENTS = Event.__table__
 
@@ -195,10 +196,19 @@ def store(session: Session, workspace_id: int, accepted: list[Accepted], source:
              for a, event_id in zip(accepted, ids, strict=True) if a.event.type == "purchase"
              for i in a.event.properties.get("items", [])]
     insert_new(session, PurchaseItem.__table__, items)
-    rollups.apply(session, workspace_id, [row for row in rows if row["contact_id"] is not None], items)
-    lifecycle.refresh(session, session.get_one(Workspace, workspace_id),
-                      {row["contact_id"] for row in rows if row["contact_id"] is not None}, now)
+    known = [row for row in rows if row["contact_id"] is not None]
+    rollups.apply(session, workspace_id, known, items)
+    _after_rollups(session, session.get_one(Workspace, workspace_id), known, now)
     return ids
+
+
+def _after_rollups(session: Session, workspace: Workspace, rows: list[dict[str, Any]], now: datetime) -> None:
+    """What the new rollups move, in the same transaction: lifecycle stages, then segment membership."""
+    touched: dict[int, set[str]] = {}
+    for row in rows:
+        touched.setdefault(row["contact_id"], set()).add(row["type"])
+    lifecycle.refresh(session, workspace, touched, now)
+    membership.on_change(session, workspace, touched, now)
 
 
 def attach_anonymous(session: Session, workspace: Workspace, anonymous_id: str, contact_id: int) -> int:
@@ -220,5 +230,5 @@ def attach_anonymous(session: Session, workspace: Workspace, anonymous_id: str, 
         .returning(*PurchaseItem.__table__.c).execution_options(synchronize_session=False)).mappings()
     ] if purchases else []
     rollups.apply(session, workspace.id, moved, items)
-    lifecycle.refresh(session, workspace, [contact_id], utcnow())
+    _after_rollups(session, workspace, moved, utcnow())
     return len(moved)

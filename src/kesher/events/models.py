@@ -25,7 +25,8 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("workspace_id", "idempotency_key"),
         Index("ix_events_contact_type_ts", "contact_id", "type", "ts"),
-        Index("ix_events_ws_type_ts", "workspace_id", "type", "ts"),
+        # With contact_id in it, "who did X since T" is answered from the index alone (segments).
+        Index("ix_events_ws_type_ts", "workspace_id", "type", "ts", "contact_id"),
         Index("ix_events_ws_ts", "workspace_id", "ts"),  # the explorer, newest first
         Index("ix_events_ws_anonymous", "workspace_id", "anonymous_id"),
     )
@@ -54,6 +55,7 @@ class PurchaseItem(Base):
     __table_args__ = (
         Index("ix_purchase_items_contact_category", "contact_id", "category", "ts"),
         Index("ix_purchase_items_ws_sku", "workspace_id", "sku"),
+        Index("ix_purchase_items_ws_category_ts", "workspace_id", "category", "ts", "contact_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -72,6 +74,7 @@ class ContactRollup(Base):
     """Per-contact aggregates kept current at ingest; averages are derived from these at read time."""
 
     __tablename__ = "contact_rollups"
+    __table_args__ = (Index("ix_contact_rollups_ws_revenue", "workspace_id", "revenue_minor"),)
 
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
     workspace_id: Mapped[int] = _ws()
