@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from kesher.accounts.service import audit
 from kesher.contacts.inputs import FIELD_KEY, FIELD_TYPES, VALUE_COLUMN, FieldSpec
 from kesher.contacts.models import CustomField
+from kesher.contacts.changes import refuse_if_segments_use
 from kesher.contacts.normalize import BUILTIN_FIELDS
 from kesher.errors import Conflict, NotFound, ValidationError
 
@@ -58,6 +59,7 @@ def get_field(session: Session, workspace_id: int, field_id: int) -> CustomField
 
 def delete_field(session: Session, workspace_id: int, field_id: int, actor: str = "system") -> None:
     field = get_field(session, workspace_id, field_id)
+    refuse_if_segments_use(session, workspace_id, "field", field.id, field.key)
     audit(session, workspace_id, actor, "field.deleted", "custom_field", field.id, {"key": field.key})
     session.delete(field)
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from kesher.accounts.service import audit
 from kesher.contacts.models import Contact, ContactList, ContactTag, ListMembership, Tag
+from kesher.contacts.changes import contacts_changed, refuse_if_segments_use
 from kesher.db.base import utcnow
 from kesher.db.upsert import insert_ignore
 from kesher.errors import Conflict, NotFound, ValidationError
@@ -95,6 +96,7 @@ def describe(session: Session, workspace_id: int, list_id: int, description: str
 
 def remove(session: Session, workspace_id: int, kind: str, group_id: int, *, actor: str = "system") -> None:
     group = get(session, workspace_id, kind, group_id)
+    refuse_if_segments_use(session, workspace_id, kind, group.id, group.name)
     audit(session, workspace_id, actor, f"{kind}.deleted", kind, group.id, {"name": group.name})
     session.delete(group)
     session.flush()
@@ -125,6 +127,7 @@ def add_contacts(
                   [{key: group_id, "contact_id": cid, "workspace_id": workspace_id, "added_at": now} for cid in valid],
                   (key, "contact_id"))
     audit(session, workspace_id, actor, f"{kind}.members_added", kind, group_id, {"count": len(valid)})
+    contacts_changed(session, workspace_id, valid)
     return len(valid)
 
 
@@ -133,6 +136,8 @@ def remove_contacts(
 ) -> None:
     _, member, key = KINDS[kind]
     get(session, workspace_id, kind, group_id)
-    session.execute(delete(member).where(getattr(member, key) == group_id, member.workspace_id == workspace_id,
-                                         member.contact_id.in_(list(contact_ids))))
+    removed = session.scalars(delete(member).where(getattr(member, key) == group_id,
+                                                   member.workspace_id == workspace_id,
+                                                   member.contact_id.in_(list(contact_ids))).returning(member.contact_id)).all()
     audit(session, workspace_id, actor, f"{kind}.members_removed", kind, group_id, {})
+    contacts_changed(session, workspace_id, removed)

@@ -17,6 +17,7 @@ from kesher.contacts.models import (
     CHANNELS, CONSENT_STATUSES, Consent, Contact, ContactList, ContactTag, CustomField, FieldValue, ListMembership, Tag,
 )
 from kesher.contacts.normalize import IDENTITY_FIELDS
+from kesher.contacts.changes import contacts_changed
 from kesher.contacts.upsert import Outcome, upsert_contacts
 from kesher.db.base import MAX_ID, utcnow
 from kesher.db.upsert import upsert
@@ -92,6 +93,8 @@ def update_contact(
         contact.updated_at = utcnow()
         audit(session, workspace_id, actor, "contact.updated", "contact", contact.id, changes)
     session.flush()
+    if changes:
+        contacts_changed(session, workspace_id, [contact.id])
     return contact
 
 
@@ -167,6 +170,7 @@ def set_consent(
     if before != status:
         audit(session, workspace_id, actor or source, "consent.changed", "contact", contact_id,
               {"channel": channel, "status": [before, status], "ip": ip})
+        contacts_changed(session, workspace_id, [contact_id])
     return consent
 
 
@@ -183,6 +187,7 @@ class ContactFilter:
     city: str | None = None
     consent: str | None = None  # a channel with granted consent
     field_filters: dict[str, Any] = field(default_factory=dict)
+    where: list[Any] = field(default_factory=list)  # conditions on Contact from other packages (a segment's members)
 
 
 def _prefix(column: Any, text: str) -> Any:
@@ -220,7 +225,7 @@ def filtered(workspace_id: int, flt: ContactFilter, region: str = "IL") -> Selec
     if flt.consent:
         stmt = stmt.where(exists().where(Consent.contact_id == Contact.id, Consent.channel == flt.consent,
                                          Consent.status == "granted"))
-    return stmt
+    return stmt.where(*flt.where)
 
 
 def encode_cursor(contact_id: int) -> str:

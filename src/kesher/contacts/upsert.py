@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from kesher.contacts.changes import contacts_changed
 from kesher.contacts.fields import read_value, value_row
 from kesher.contacts.inputs import ContactInput
 from kesher.contacts.models import Consent, ContactTag, Contact, CustomField, FieldValue, ListMembership
@@ -144,6 +145,10 @@ def upsert_contacts(
         except IntegrityError:
             if attempt == 2:
                 raise
+    grouped = bool(list_ids or tag_ids)
+    contacts_changed(session, workspace_id, {
+        o.contact_id for o in outcomes.values()
+        if o.contact_id is not None and (o.status in ("created", "updated") or (grouped and o.status != "error"))})
     return [outcomes[item.ref] for item in items]
 
 

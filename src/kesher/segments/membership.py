@@ -162,6 +162,14 @@ def on_change(session: Session, workspace: Workspace, touched: dict[int, set[str
     return moves
 
 
+def contacts_changed(session: Session, workspace_id: int, contact_ids: Iterable[int]) -> Moves:
+    """Contacts whose own data (fields, lists, tags, consent) changed: re-evaluate the segments that read it."""
+    ids = set(contact_ids)
+    if not ids:
+        return Moves()
+    return on_change(session, session.get_one(Workspace, workspace_id), {cid: {"@contact"} for cid in ids})
+
+
 # Whole segments --------------------------------------------------------------------------------
 
 
@@ -228,4 +236,4 @@ def members_of(segment_id: int) -> Any:
     return CONTACTS.c.id.in_(select(MEMBERS.c.contact_id).where(MEMBERS.c.segment_id == segment_id))
 
 
-__all__ = ["Moves", "count", "matching", "members_of", "on_change", "refresh", "refresh_all", "sample"]
+__all__ = ["Moves", "contacts_changed", "count", "matching", "members_of", "on_change", "refresh", "refresh_all", "sample"]

@@ -204,6 +204,24 @@ def delete_segment(session: Session, workspace_id: int, segment_id: int, *, acto
     audit(session, workspace_id, actor, "segment.deleted", "segment", segment_id, {"name": segment.name})
 
 
+def segments_using(session: Session, workspace_id: int, kind: str, ref_id: int, name: str) -> list[str]:
+    """Names of the segments whose rule reads this list, tag or custom field (`kind`: list, tag, field)."""
+    def reads(node: Any) -> bool:
+        if kind == "list" and isinstance(node, R.ListLeaf):
+            return node.list in (ref_id, name)
+        if kind == "tag" and isinstance(node, R.TagLeaf):
+            return node.tag in (ref_id, name)
+        return kind == "field" and isinstance(node, R.FieldLeaf) and node.field == name
+    return [s.name for s in list_segments(session, workspace_id)
+            if any(reads(node) for _, node in R.walk(R.parse_rule(s.rule)))]
+
+
+def refuse_if_used(session: Session, workspace_id: int, kind: str, ref_id: int, name: str) -> None:
+    users = segments_using(session, workspace_id, kind, ref_id, name)
+    if users:
+        raise Conflict(f"used by segment {', '.join(users)}; change the segment first", "id")
+
+
 def segments_of_contact(session: Session, workspace_id: int, contact_id: int) -> list[tuple[Segment, Any]]:
     """The segments a contact is in, with when it entered each, by name."""
     rows = session.execute(select(Segment, SegmentMember.entered_at)
