@@ -41,7 +41,7 @@ def an_event(draw):
 
 def snapshot(session, workspace_id):
     session.expire_all()
-    keep = [r.column for r in rollups.ROLLUPS]
+    keep = [r.column for r in rollups.ROLLUPS] + ["recent_campaigns"]
     return (
         sorted(tuple(getattr(r, c) for c in ["contact_id", *keep])
                for r in session.scalars(select(ContactRollup).where(ContactRollup.workspace_id == workspace_id))),

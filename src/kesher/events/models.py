@@ -90,6 +90,10 @@ class ContactRollup(Base):
     purchase_count: Mapped[int] = mapped_column(Integer, default=0)
     revenue_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     refunds_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The contact's last RECENT_CAMPAIGNS campaigns, newest first, one letter each: b opened and
+    # clicked, o opened, c clicked, - neither. Derived from campaign_receipts whenever they change,
+    # so "no click in the last 3 campaigns" reads one column instead of ranking receipts.
+    recent_campaigns: Mapped[str | None] = mapped_column(String(20))
     # Lifecycle: kept by the lifecycle job and at ingest from the aggregates above.
     stage: Mapped[str | None] = mapped_column(String(20), index=True)
     stage_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

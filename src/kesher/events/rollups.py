@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, case, cast, func, literal, select, update
+from sqlalchemy import BigInteger, Integer, bindparam, case, cast, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from kesher.db.upsert import dialect_insert, merge_rows
+from kesher.db.upsert import dialect_insert, merge_rows, one_of
 from kesher.events.models import CampaignReceipt, CategoryStat, ContactRollup, Event, PurchaseItem
 from kesher.events.schemas import SITE_ACTIONS
 
@@ -127,6 +127,7 @@ def apply(session: Session, workspace_id: int, events: list[dict[str, Any]], ite
     _merge_upsert(session, CampaignReceipt.__table__,
                   [{"contact_id": c, "campaign_id": camp, "workspace_id": workspace_id, **v}
                    for (c, camp), v in per_receipt.items()], ("contact_id", "campaign_id"), RECEIPT_KINDS)
+    refresh_recent_campaigns(session, workspace_id, sorted({c for c, _ in per_receipt}))
 
 
 # Rebuild -----------------------------------------------------------------------------------------
@@ -180,6 +181,42 @@ def rebuild(session: Session, workspace_id: int) -> None:
         .where(Event.workspace_id == workspace_id, Event.contact_id.is_not(None), Event.campaign_id.is_not(None),
                Event.type.in_(EMAIL_CAMPAIGN_EVENTS))
         .group_by(Event.contact_id, Event.campaign_id)))
+    after = 0
+    while ids := list(session.scalars(select(rollups.c.contact_id)
+                                      .where(rollups.c.workspace_id == workspace_id, rollups.c.contact_id > after)
+                                      .order_by(rollups.c.contact_id).limit(CHUNK))):
+        refresh_recent_campaigns(session, workspace_id, ids)
+        after = ids[-1]
+
+
+# Recent campaigns ---------------------------------------------------------------------------------
+
+RECENT_CAMPAIGNS = 20
+CHUNK = 10_000
+
+
+def _letter(opened: Any, clicked: Any) -> str:
+    return ("b" if clicked is not None else "o") if opened is not None else ("c" if clicked is not None else "-")
+
+
+def refresh_recent_campaigns(session: Session, workspace_id: int, contact_ids: list[int]) -> None:
+    """Recompute `recent_campaigns` of these contacts from their receipts (NULL for none)."""
+    if not contact_ids:
+        return
+    rc = CampaignReceipt.__table__.c
+    narrowed = [one_of(session, rc.contact_id, contact_ids)]
+    ranked = (select(rc.contact_id, rc.first_open_at, rc.first_click_at,
+                     func.row_number().over(partition_by=rc.contact_id,
+                                            order_by=(rc.sent_at.desc(), rc.campaign_id.desc())).label("n"))
+              .where(rc.workspace_id == workspace_id, rc.sent_at.is_not(None), *narrowed).subquery())
+    rows = session.execute(select(ranked.c.contact_id, ranked.c.first_open_at, ranked.c.first_click_at)
+                           .where(ranked.c.n <= RECENT_CAMPAIGNS).order_by(ranked.c.contact_id, ranked.c.n)).all()
+    recent: dict[int, str] = {}
+    for contact_id, opened, clicked in rows:
+        recent[contact_id] = recent.get(contact_id, "") + _letter(opened, clicked)
+    table = ContactRollup.__table__
+    stmt = update(table).where(table.c.contact_id == bindparam("cid")).values(recent_campaigns=bindparam("recent"))
+    session.execute(stmt, [{"cid": cid, "recent": recent.get(cid)} for cid in contact_ids])
 
 
 def _insert_select(session: Session, table: Any, query: Any, keys: tuple[str, ...], columns: list[str]) -> None:

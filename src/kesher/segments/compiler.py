@@ -18,11 +18,13 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import (Boolean, Float, Integer, Select, String, Table, and_, case, cast, exists, false, func,
-                        literal, not_, or_, select)
+from sqlalchemy import (BigInteger, Boolean, Date, Float, Integer, Select, String, Table, and_, any_, bindparam, case, cast,
+                        exists, false, func, literal, not_, or_, select)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -31,6 +33,7 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 from kesher.accounts.models import Workspace
 from kesher.contacts.models import Consent, Contact, ContactList, ContactTag, CustomField, FieldValue, ListMembership, Tag
 from kesher.contacts.normalize import parse_date
+from kesher.db.base import UTCDateTime
 from kesher.db.upsert import one_of
 from kesher.errors import NotFound, ValidationError
 from kesher.events.lifecycle import epoch_seconds
@@ -48,6 +51,11 @@ CATEGORIES = typing.cast(Table, Category.__table__)
 FIELD_VALUES = typing.cast(Table, FieldValue.__table__)
 c, r = CONTACTS.c, ROLLUPS.c
 Which = Callable[[Any], ColumnElement[bool]]
+SCOPE_IDS = "scope_ids"
+RANK_TTL = timedelta(minutes=5)
+# (database, workspace, stat, percent) -> (threshold, when computed): the real-time path reuses the
+# last threshold for a few minutes (`Compiler.reuse_ranks`); every other evaluation computes it afresh.
+_thresholds: dict[tuple[str, int, str, float], tuple[Any, datetime]] = {}
 
 
 # Dialect-neutral SQL pieces ------------------------------------------------------------------
@@ -200,6 +208,13 @@ class Scope:
     def id_range(cls, after: int, upto: int) -> Scope:
         return cls(lambda column: and_(column > after, column <= upto))
 
+    @classmethod
+    def parameter(cls, session: Session) -> Scope:
+        """The contacts given at execution as the parameter SCOPE_IDS, so one statement serves any contacts."""
+        if session.get_bind().dialect.name == "postgresql":
+            return cls(lambda column: column == any_(bindparam(SCOPE_IDS, type_=ARRAY(BigInteger))))
+        return cls(lambda column: column.in_(bindparam(SCOPE_IDS, expanding=True)))
+
     def narrow(self, column: Any) -> list[ColumnElement[bool]]:
         return [] if self.which is None else [self.which(column)]
 
@@ -212,7 +227,9 @@ class Compiler:
     workspace: Workspace
     now: datetime
     scope: Scope = field(default_factory=Scope)
+    reuse_ranks: bool = False
     _fields: dict[str, CustomField] | None = None
+    _moments: dict[str, Callable[[datetime], Any]] = field(default_factory=dict)
     _stack: list[int] = field(default_factory=list)
 
     @property
@@ -262,7 +279,7 @@ class Compiler:
         column = FIELD_VALUES.c[{"text": "value_text", "number": "value_number", "date": "value_date",
                                  "boolean": "value_bool"}[kind]]
         positive, negate = NEGATIONS.get(leaf.op, leaf.op), leaf.op in NEGATIONS
-        if positive not in OPS_BY_TYPE[kind]:
+        if positive not in OPS_BY_TYPE[kind] or positive in R.RANK:  # ranking is for stats (`compare` has no SQL for it)
             raise _Bad(f"{leaf.op} does not apply to a {custom.type} field", ".op")
         holders = (select(FIELD_VALUES.c.contact_id)
                    .where(FIELD_VALUES.c.field_id == custom.id, *self.scope.narrow(FIELD_VALUES.c.contact_id),
@@ -274,22 +291,31 @@ class Compiler:
         if stat is None:
             raise _Bad(f"no stat {leaf.stat!r}; stats are: {', '.join(STATS)}", ".stat")
         if leaf.op == "top_percent":
-            return self.top_percent(stat, float(leaf.value))  # type: ignore[arg-type]
+            if stat.type != "number":
+                raise _Bad(f"top_percent ranks numbers; {leaf.stat} is a {stat.type}", ".op")
+            return self.top_percent(leaf.stat, stat, float(leaf.value))  # type: ignore[arg-type]
         value = leaf.value
         if stat.scale != 1 and value is not None:
             value = self.scaled(value, stat.scale)
         return self.compare(stat.sql(), stat.type, leaf.op, value)
 
-    def top_percent(self, stat: Stat, percent: float) -> ColumnElement[bool]:
+    def top_percent(self, name: str, stat: Stat, percent: float) -> ColumnElement[bool]:
         """Among the top `percent`% of the workspace's contacts with a positive value; ties go in."""
         column = stat.sql()
-        positive = select(column.label("v")).select_from(ROLLUPS).where(r.workspace_id == self.workspace.id,
-                                                                         column > 0)
-        holders = self.session.scalar(select(func.count()).select_from(positive.subquery())) or 0
-        if holders == 0:
+        key = (str(self.session.get_bind().url), self.workspace.id, name, percent)
+        known = _thresholds.get(key)
+        if self.reuse_ranks and known is not None and abs(self.now - known[1]) < RANK_TTL:
+            threshold = known[0]
+        else:
+            positive = select(column.label("v")).select_from(ROLLUPS).where(r.workspace_id == self.workspace.id,
+                                                                             column > 0)
+            holders = self.session.scalar(select(func.count()).select_from(positive.subquery())) or 0
+            rank = min(holders, max(1, math.ceil(holders * percent / 100 - 1e-9)))
+            threshold = self.session.scalar(positive.order_by(column.desc()).offset(rank - 1).limit(1)) \
+                if holders else None
+            _thresholds[key] = (threshold, self.now)
+        if threshold is None:
             return false()
-        rank = min(holders, max(1, math.ceil(holders * percent / 100 - 1e-9)))
-        threshold = self.session.scalar(positive.order_by(column.desc()).offset(rank - 1).limit(1))
         return and_(column.is_not(None), column > 0, column >= threshold)
 
     def stage_leaf(self, leaf: R.StageLeaf) -> ColumnElement[bool]:
@@ -326,26 +352,23 @@ class Compiler:
             self._stack.pop()
 
     def campaigns_leaf(self, leaf: R.CampaignsLeaf) -> ColumnElement[bool]:
-        rc = RECEIPTS.c
-        acted = rc.first_click_at if leaf.action == "clicked" else rc.first_open_at
-        ranked = (select(rc.contact_id, case((acted.is_not(None), 1), else_=0).label("acted"),
-                         func.row_number().over(partition_by=rc.contact_id,
-                                                order_by=(rc.sent_at.desc(), rc.campaign_id.desc())).label("n"))
-                  .where(rc.workspace_id == self.workspace.id, rc.sent_at.is_not(None),
-                         *self.scope.narrow(rc.contact_id)).subquery())
-        judged = (select(ranked.c.contact_id).where(ranked.c.n <= leaf.campaigns).group_by(ranked.c.contact_id)
-                  .having(and_(func.count() == leaf.campaigns,
-                               _compare_count(func.sum(ranked.c.acted), leaf.op, leaf.value))))
-        return self.in_set(judged)
+        """Read from the rollup's `recent_campaigns` letters (newest first): b opened+clicked, o, c, -."""
+        recent, n = r.recent_campaigns, leaf.campaigns
+        last = func.substr(recent, 1, n)
+        letters = ("c", "b") if leaf.action == "clicked" else ("o", "b")
+        acted = n - func.length(func.replace(func.replace(last, letters[0], ""), letters[1], ""))
+        return and_(recent.is_not(None), func.length(recent) >= n, _compare_count(acted, leaf.op, leaf.value))
 
     def replenishment_leaf(self, leaf: R.ReplenishmentLeaf) -> ColumnElement[bool]:
         cs, cat = CATEGORY_STATS.c, CATEGORIES.c
-        now = int(self.now.timestamp())
+        days = leaf.replenishment_due
+        now = self.at(lambda moment: int(moment.timestamp()), BigInteger())
+        until = self.at(lambda moment: int(moment.timestamp()) + days * 86_400, BigInteger())
         runs_out = epoch_seconds(cs.last_purchase_at) + cat.usage_days * 86_400
         due = (select(cs.contact_id)
                .join(CATEGORIES, and_(cat.workspace_id == cs.workspace_id, cat.key == cs.category))
                .where(cs.workspace_id == self.workspace.id, cat.consumable.is_(True), cat.usage_days.is_not(None),
-                      runs_out >= now, runs_out <= now + leaf.replenishment_due * 86_400,
+                      runs_out >= now, runs_out <= until,
                       *([cs.category == leaf.category] if leaf.category else []), *self.scope.narrow(cs.contact_id)))
         return self.in_set(due)
 
@@ -427,7 +450,8 @@ class Compiler:
 
     def window(self, ts: Any, leaf: R.EventLeaf) -> list[ColumnElement[bool]]:
         if leaf.within_days is not None:
-            return [ts >= self.now - timedelta(days=leaf.within_days)]
+            days = leaf.within_days
+            return [ts >= self.at(lambda moment: moment - timedelta(days=days), UTCDateTime())]
         if leaf.between is not None:
             start, end = leaf.between
             return [ts >= self.moment(start), ts < self.moment(end, end=True)]
@@ -456,11 +480,13 @@ class Compiler:
         if op == "is_set":
             return present
         if op == "in_month":
-            month = value or self.now.astimezone(self.zone).month
+            zone = self.zone
+            month = value or self.at(lambda moment: moment.astimezone(zone).month, Integer())
             return and_(present, month_of(column) == month)
         if op in ("within_last_days", "more_than_days_ago"):
-            cutoff = self.now - timedelta(days=float(value))
-            bound: Any = cutoff if kind == "datetime" else cutoff.astimezone(self.zone).date()
+            days, zone = float(value), self.zone
+            bound: Any = (self.at(lambda moment: moment - timedelta(days=days), UTCDateTime()) if kind == "datetime"
+                          else self.at(lambda moment: (moment - timedelta(days=days)).astimezone(zone).date(), Date()))
             return and_(present, column >= bound) if op == "within_last_days" else and_(present, column < bound)
         if op in ("in",):
             return and_(present, column.in_([self.typed(kind, v) for v in value]))
@@ -473,6 +499,19 @@ class Compiler:
         sql_op = {"eq": "__eq__", "lt": "__lt__", "lte": "__le__", "gt": "__gt__", "gte": "__ge__",
                   "before": "__lt__", "after": "__gt__"}[op]
         return and_(present, getattr(column, sql_op)(typed))
+
+    def at(self, compute: Callable[[datetime], Any], type_: Any) -> Any:
+        """A value that depends on the time of evaluation, as a named parameter: `compute(now)`.
+
+        It is bound to this compilation's `now`; a statement kept for later runs gets fresh values
+        from `moments(now)` at each execution.
+        """
+        name = f"moment_{len(self._moments)}"
+        self._moments[name] = compute
+        return bindparam(name, compute(self.now), type_=type_)
+
+    def moments(self, now: datetime) -> dict[str, Any]:
+        return {name: compute(now) for name, compute in self._moments.items()}
 
     def typed(self, kind: str, value: Any) -> Any:
         """A rule's value as the column's type; a value that cannot be one is the rule's error."""
@@ -490,7 +529,7 @@ class Compiler:
             return value
         if kind == "date":
             try:
-                parsed = parse_date(str(value))
+                parsed = parse_date(str(value), "value")
             except ValidationError:
                 parsed = None
             if parsed is None:
@@ -508,7 +547,8 @@ class Compiler:
         def one(v: Any) -> Any:
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise _Bad("needs a number", where)
-            return v * scale
+            # As written, not as a binary float: 19.99 x 100 is 1999, which the agorot stored equal.
+            return float(Decimal(str(v)) * Decimal(str(scale)))
         return [one(v) for v in value] if isinstance(value, list) else one(value)
 
     def in_set(self, contacts: Select[Any], negate: bool = False) -> ColumnElement[bool]:

@@ -27,7 +27,7 @@ from kesher.db import Database, utcnow
 from kesher.db.upsert import dialect_insert, insert_new, one_of
 from kesher.events.models import Event
 from kesher.segments import rules as R
-from kesher.segments.compiler import CONTACTS, ROLLUPS, Scope, compiler, moved_by
+from kesher.segments.compiler import CONTACTS, ROLLUPS, SCOPE_IDS, Scope, compiler, moved_by
 from kesher.segments.models import Segment, SegmentMember
 
 log = logging.getLogger("kesher.segments")
@@ -76,13 +76,13 @@ class Moves:
         return self
 
 
-def _move_events(segment: Segment, kind: str, contact_ids: Iterable[int], now: datetime) -> list[dict[str, Any]]:
+def _move_events(segment: Segment | SegmentRef, kind: str, contact_ids: Iterable[int], now: datetime) -> list[dict[str, Any]]:
     props = {"segment_id": str(segment.id), "segment": segment.name}
     return [{"workspace_id": segment.workspace_id, "contact_id": cid, "type": f"segment_{kind}", "ts": now,
              "received_at": now, "source": "segments", "properties": props} for cid in contact_ids]
 
 
-def _enter(session: Session, segment: Segment, contact_ids: list[int], now: datetime) -> list[int]:
+def _enter(session: Session, segment: Segment | SegmentRef, contact_ids: list[int], now: datetime) -> list[int]:
     if not contact_ids:
         return []
     stmt = dialect_insert(session, MEMBERS).values(
@@ -94,7 +94,7 @@ def _enter(session: Session, segment: Segment, contact_ids: list[int], now: date
     return entered
 
 
-def _exit(session: Session, segment: Segment, contact_ids: list[int], now: datetime) -> list[int]:
+def _exit(session: Session, segment: Segment | SegmentRef, contact_ids: list[int], now: datetime) -> list[int]:
     if not contact_ids:
         return []
     exited = list(session.scalars(delete(MEMBERS).where(MEMBERS.c.segment_id == segment.id,
@@ -104,7 +104,7 @@ def _exit(session: Session, segment: Segment, contact_ids: list[int], now: datet
     return exited
 
 
-def _recount(session: Session, segment: Segment, delta: int | None = None) -> None:
+def _recount(session: Session, segment: Segment | SegmentRef, delta: int | None = None) -> None:
     seg = typing.cast(Table, Segment.__table__)
     value: Any = (select(func.count()).select_from(MEMBERS).where(MEMBERS.c.segment_id == segment.id)
                   .scalar_subquery()) if delta is None else seg.c.member_count + delta
@@ -119,45 +119,97 @@ def dynamic_segments(session: Session, workspace_id: int) -> list[Segment]:
     return list(session.scalars(select(Segment).where(Segment.workspace_id == workspace_id).order_by(Segment.id)))
 
 
+@dataclass(frozen=True)
+class SegmentRef:
+    """What recording a move needs of a segment; plain data, so plans can outlive a session."""
+
+    id: int
+    workspace_id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class _Known:
+    ref: SegmentRef
+    rule: Any
+    moved_by: frozenset[str]
+
+
+# The real-time path compiles a workspace's rules once, not once an event: plans are keyed by the
+# workspace's segment versions and the segments asked; contacts and times are parameters.
+_plans: dict[tuple[Any, ...], Any] = {}
+_known: dict[tuple[Any, ...], list[_Known]] = {}
+PLAN_CACHE = 512
+
+
+def _segments_now(session: Session, workspace_id: int) -> tuple[tuple[Any, ...], list[_Known]]:
+    versions = tuple(session.execute(select(Segment.id, Segment.updated_at).where(Segment.workspace_id == workspace_id)
+                                     .order_by(Segment.id)).tuples())
+    key = (str(session.get_bind().url), workspace_id, versions)
+    if key not in _known:
+        known = []
+        for segment in dynamic_segments(session, workspace_id):
+            try:
+                rule = R.parse_rule(segment.rule)
+                kinds = frozenset(moved_by(session, rule, workspace_id))
+            except Exception:  # a rule broken by a deleted list or field must not stop ingest
+                log.exception("segment %s: rule cannot be evaluated; left as it is", segment.id)
+                continue
+            known.append(_Known(SegmentRef(segment.id, segment.workspace_id, segment.name), rule, kinds))
+        if len(_known) > PLAN_CACHE:
+            _known.clear()
+        _known[key] = known
+    return key, _known[key]
+
+
+def _plan(session: Session, workspace: Workspace, key: tuple[Any, ...], asked: list[_Known], now: datetime) -> Any:
+    """One SELECT of (contact id, one 0/1 column per asked segment) for the contacts in SCOPE_IDS,
+    with the compiler that made it (for the time-dependent parameters)."""
+    plan_key = (key, tuple(k.ref.id for k in asked))
+    if plan_key not in _plans:
+        comp = compiler(session, workspace, now, Scope.parameter(session))
+        comp.reuse_ranks = True
+        columns = [case((comp.compile(k.rule), 1), else_=0).label(f"s{i}") for i, k in enumerate(asked)]
+        c, r = CONTACTS.c, ROLLUPS.c
+        if len(_plans) > PLAN_CACHE:
+            _plans.clear()
+        _plans[plan_key] = (select(c.id, *columns).select_from(CONTACTS.outerjoin(ROLLUPS, r.contact_id == c.id))
+                            .where(c.workspace_id == workspace.id, *comp.scope.narrow(c.id)), comp)
+    return _plans[plan_key]
+
+
 def on_change(session: Session, workspace: Workspace, touched: dict[int, set[str]], now: datetime | None = None) -> Moves:
     """Re-evaluate the segments that these changes can move, for the contacts they touched.
 
     `touched` maps a contact id to the event types it just received ("@contact" for a change to
-    the contact itself). One query answers every affected segment for every touched contact.
+    the contact itself). One query answers every affected segment for every touched contact; it is
+    built once per version of the workspace's segments, with the contacts and the time as parameters.
     """
     moves = Moves()
     if not touched:
         return moves
     now = now or utcnow()
-    affected: list[tuple[Segment, Any, set[int]]] = []
-    for segment in dynamic_segments(session, workspace.id):
-        try:
-            rule = R.parse_rule(segment.rule)
-            kinds = moved_by(session, rule, workspace.id)
-        except Exception:  # a rule broken by a deleted list or field must not stop ingest
-            log.exception("segment %s: rule cannot be evaluated; left as it is", segment.id)
-            continue
-        ids = {cid for cid, types in touched.items() if "*" in kinds or kinds & types}
+    key, known = _segments_now(session, workspace.id)
+    affected: list[tuple[_Known, set[int]]] = []
+    for k in known:
+        ids = {cid for cid, types in touched.items() if "*" in k.moved_by or k.moved_by & types}
         if ids:
-            affected.append((segment, rule, ids))
+            affected.append((k, ids))
     if not affected:
         return moves
-    ids = sorted(set().union(*(found for _, _, found in affected)))
-    comp = compiler(session, workspace, now, Scope.ids(session, ids))
-    columns = [case((comp.compile(rule), 1), else_=0).label(f"s{i}") for i, (_, rule, _) in enumerate(affected)]
-    c, r = CONTACTS.c, ROLLUPS.c
-    rows = session.execute(select(c.id, *columns).select_from(CONTACTS.outerjoin(ROLLUPS, r.contact_id == c.id))
-                           .where(c.workspace_id == workspace.id, one_of(session, c.id, ids))).all()
+    ids = sorted(set().union(*(found for _, found in affected)))
+    plan, comp = _plan(session, workspace, key, [k for k, _ in affected], now)
+    rows = session.execute(plan, {SCOPE_IDS: ids, **comp.moments(now)}).all()
     stored = set(session.execute(select(MEMBERS.c.segment_id, MEMBERS.c.contact_id).where(
-        one_of(session, MEMBERS.c.segment_id, [s.id for s, _, _ in affected]),
+        one_of(session, MEMBERS.c.segment_id, [k.ref.id for k, _ in affected]),
         one_of(session, MEMBERS.c.contact_id, ids))).tuples())
-    for i, (segment, _, asked) in enumerate(affected):
+    for i, (k, asked) in enumerate(affected):
         inside = {row[0] for row in rows if row[i + 1] and row[0] in asked}
-        was = {cid for sid, cid in stored if sid == segment.id and cid in asked}
-        entered = _enter(session, segment, sorted(inside - was), now)
-        exited = _exit(session, segment, sorted(was - inside), now)
+        was = {cid for sid, cid in stored if sid == k.ref.id and cid in asked}
+        entered = _enter(session, k.ref, sorted(inside - was), now)
+        exited = _exit(session, k.ref, sorted(was - inside), now)
         if entered or exited:
-            _recount(session, segment, len(entered) - len(exited))
+            _recount(session, k.ref, len(entered) - len(exited))
         moves += Moves(len(entered), len(exited))
     return moves
 
@@ -192,7 +244,7 @@ def refresh(session: Session, segment: Segment, now: datetime | None = None) -> 
     return moves
 
 
-def _apply_difference(session: Session, segment: Segment, difference: Any, kind: str, now: datetime) -> int:
+def _apply_difference(session: Session, segment: Segment | SegmentRef, difference: Any, kind: str, now: datetime) -> int:
     # The moved ids are read in full before writing, as a cursor left open across writes is not
     # portable between the two databases; that is some 40 bytes per contact that moved.
     ids = list(session.scalars(difference))

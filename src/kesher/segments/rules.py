@@ -189,7 +189,7 @@ class CampaignsLeaf(Node):
     It takes N campaigns received to tell: a contact sent fewer never matches.
     """
 
-    campaigns: Annotated[int, Field(ge=1, le=100)]
+    campaigns: Annotated[int, Field(ge=1, le=20)]  # events.rollups.RECENT_CAMPAIGNS
     action: Literal["opened", "clicked"] = "clicked"
     op: CountOp = "eq"
     value: Annotated[int, Field(ge=0, le=100)] = 0
