@@ -17,8 +17,11 @@ def contacts_changed(session: Session, workspace_id: int, contact_ids: Iterable[
     membership.contacts_changed(session, workspace_id, contact_ids)
 
 
-def refuse_if_segments_use(session: Session, workspace_id: int, kind: str, ref_id: int, name: str) -> None:
-    """A list, tag or custom field a segment reads cannot be deleted from under it (Conflict names the segments)."""
+def refuse_if_segments_use(session: Session, workspace_id: int, kind: str, ref_id: int | None, name: str) -> None:
+    """A list, tag or custom field a segment reads cannot be deleted from under it (Conflict names the segments).
+
+    With `ref_id` None, only segments that name it object: what a rename would break.
+    """
     from kesher.segments.service import refuse_if_used
 
     refuse_if_used(session, workspace_id, kind, ref_id, name)

@@ -76,6 +76,8 @@ def rename(session: Session, workspace_id: int, kind: str, group_id: int, name: 
     clash = session.scalar(select(model.id).where(model.workspace_id == workspace_id, model.name == name, model.id != group_id))
     if clash is not None:
         raise Conflict(f"a {kind} named {name!r} exists", "name")
+    if name != group.name:
+        refuse_if_segments_use(session, workspace_id, kind, None, group.name)
     audit(session, workspace_id, actor, f"{kind}.renamed", kind, group.id, {"name": [group.name, name]})
     group.name = name
     session.flush()

@@ -29,6 +29,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+from sqlalchemy.sql.util import find_tables
 
 from kesher.accounts.models import Workspace
 from kesher.contacts.models import Consent, Contact, ContactList, ContactTag, CustomField, FieldValue, ListMembership, Tag
@@ -75,7 +76,12 @@ def _month_sqlite(element: month_of, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(month_of, "postgresql")
 def _month_postgresql(element: month_of, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST(EXTRACT(MONTH FROM {compiler.process(element.clauses, **kw)}) AS INTEGER)"
+    # A timestamp's month in UTC, as SQLite stores it, whatever the server's time zone.
+    value = compiler.process(element.clauses, **kw)
+    column = list(element.clauses)[0]
+    if isinstance(getattr(column, "type", None), UTCDateTime):
+        value = f"({value} AT TIME ZONE 'UTC')"
+    return f"CAST(EXTRACT(MONTH FROM {value}) AS INTEGER)"
 
 
 class json_prop(FunctionElement[Any]):  # noqa: N801
@@ -133,8 +139,18 @@ class Stat:
     scale: float = 1.0  # stored value = shown value x scale (money is kept in agorot)
 
 
+@dataclass(frozen=True, eq=False)
+class _Counter:
+    """A rollup column in which NULL (no rollup row yet) means 0: its SQL is `coalesce(column, 0)`."""
+
+    column: Any
+
+    def __call__(self) -> ColumnElement[Any]:
+        return func.coalesce(self.column, 0)
+
+
 def _money(column: Any) -> Callable[[], ColumnElement[Any]]:
-    return lambda: func.coalesce(column, 0)
+    return _Counter(column)
 
 
 def _average_order() -> ColumnElement[Any]:
@@ -228,6 +244,7 @@ class Compiler:
     now: datetime
     scope: Scope = field(default_factory=Scope)
     reuse_ranks: bool = False
+    ranked_at: datetime | None = None  # when the oldest top-percent threshold compiled in was computed
     _fields: dict[str, CustomField] | None = None
     _moments: dict[str, Callable[[datetime], Any]] = field(default_factory=dict)
     _stack: list[int] = field(default_factory=list)
@@ -262,9 +279,16 @@ class Compiler:
     # The query around a compiled rule --------------------------------------------------------
 
     def members(self, rule: Any) -> Select[Any]:
-        """SELECT contacts.id of the contacts in scope that match `rule`."""
-        return (select(c.id).select_from(CONTACTS.outerjoin(ROLLUPS, r.contact_id == c.id))
-                .where(c.workspace_id == self.workspace.id, *self.scope.narrow(c.id), self.compile(rule)))
+        """SELECT contacts.id of the contacts in scope that match `rule`.
+
+        The rollups are joined only for a rule that reads them: SQLite keeps an unused LEFT JOIN
+        in a count, one lookup for every contact of the workspace.
+        """
+        matches = self.compile(rule)
+        source = CONTACTS.outerjoin(ROLLUPS, r.contact_id == c.id) \
+            if ROLLUPS in find_tables(matches, check_columns=True) else CONTACTS
+        return select(c.id).select_from(source).where(c.workspace_id == self.workspace.id, *self.scope.narrow(c.id),
+                                                      matches)
 
     # Leaves ----------------------------------------------------------------------------------
 
@@ -297,15 +321,21 @@ class Compiler:
         value = leaf.value
         if stat.scale != 1 and value is not None:
             value = self.scaled(value, stat.scale)
-        return self.compare(stat.sql(), stat.type, leaf.op, value)
+        column = stat.sql()
+        if isinstance(stat.sql, _Counter) and _fails_at_zero(leaf.op, value):
+            # Then `column op value` is false at NULL exactly as at 0: compared bare, the column's
+            # index serves it and the database can start from the rollups instead of every contact.
+            column = stat.sql.column
+        return self.compare(column, stat.type, leaf.op, value)
 
     def top_percent(self, name: str, stat: Stat, percent: float) -> ColumnElement[bool]:
         """Among the top `percent`% of the workspace's contacts with a positive value; ties go in."""
-        column = stat.sql()
+        # Only positive values take part, so a counter compares bare: its index counts and ranks.
+        column = stat.sql.column if isinstance(stat.sql, _Counter) else stat.sql()
         key = (str(self.session.get_bind().url), self.workspace.id, name, percent)
         known = _thresholds.get(key)
         if self.reuse_ranks and known is not None and abs(self.now - known[1]) < RANK_TTL:
-            threshold = known[0]
+            threshold, computed = known
         else:
             positive = select(column.label("v")).select_from(ROLLUPS).where(r.workspace_id == self.workspace.id,
                                                                              column > 0)
@@ -313,7 +343,9 @@ class Compiler:
             rank = min(holders, max(1, math.ceil(holders * percent / 100 - 1e-9)))
             threshold = self.session.scalar(positive.order_by(column.desc()).offset(rank - 1).limit(1)) \
                 if holders else None
-            _thresholds[key] = (threshold, self.now)
+            computed = self.now
+            _thresholds[key] = (threshold, computed)
+        self.ranked_at = computed if self.ranked_at is None else min(self.ranked_at, computed)
         if threshold is None:
             return false()
         return and_(column.is_not(None), column > 0, column >= threshold)
@@ -401,6 +433,8 @@ class Compiler:
         if leaf.sum is not None:
             amount = self.sum_expression(leaf, summed)
             measure, op, value = func.coalesce(func.sum(amount), 0), leaf.sum.op, leaf.sum.value
+            if amount is EVENTS.c.amount_minor:  # money adds up exactly in agorot, and is compared in them
+                value = self.scaled(value, 100.0, ".sum.value")
         else:
             measure, op, value = counted, count_op, count_value
         if _holds_at_zero(op, value):
@@ -418,7 +452,7 @@ class Compiler:
         if line_amount is not None and prop in ("total", "amount"):
             return line_amount
         if MONEY_PROPS.get(leaf.event) == prop:
-            return cast(EVENTS.c.amount_minor, Float) / 100.0
+            return EVENTS.c.amount_minor
         if line_amount is not None and prop in ITEM_PROPS and ITEM_PROPS[prop][1] == "number":
             return ITEMS.c[ITEM_PROPS[prop][0]]
         if line_amount is not None:
@@ -591,6 +625,15 @@ def _text(value: Any) -> Any:
 def _compare_count(measure: Any, op: str, value: float) -> ColumnElement[bool]:
     return {"eq": measure == value, "ne": measure != value, "lt": measure < value, "lte": measure <= value,
             "gt": measure > value, "gte": measure >= value}[op]
+
+
+def _fails_at_zero(op: str, value: Any) -> bool:
+    """Whether `compare` with this positive operator is false for 0 (so for a missing value too)."""
+    values = value if isinstance(value, list) else [value]
+    if op not in ("eq", "lt", "lte", "gt", "gte", "in") or \
+            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return False
+    return 0 not in values if op == "in" else not _holds_at_zero(op, value)
 
 
 def _holds_at_zero(op: str, value: float) -> bool:

@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session
 from kesher.accounts.models import Workspace
 from kesher.db import Database, utcnow
 from kesher.db.upsert import dialect_insert, insert_new, one_of
+from kesher.errors import ValidationError
 from kesher.events.models import Event
 from kesher.segments import rules as R
-from kesher.segments.compiler import CONTACTS, ROLLUPS, SCOPE_IDS, Scope, compiler, moved_by
+from kesher.segments.compiler import CONTACTS, RANK_TTL, ROLLUPS, SCOPE_IDS, Scope, compiler, moved_by
 from kesher.segments.models import Segment, SegmentMember
 
 log = logging.getLogger("kesher.segments")
@@ -166,15 +167,24 @@ def _plan(session: Session, workspace: Workspace, key: tuple[Any, ...], asked: l
     """One SELECT of (contact id, one 0/1 column per asked segment) for the contacts in SCOPE_IDS,
     with the compiler that made it (for the time-dependent parameters)."""
     plan_key = (key, tuple(k.ref.id for k in asked))
-    if plan_key not in _plans:
+    kept = _plans.get(plan_key)
+    # A top-percent threshold is compiled in as a value: the plan lasts only as long as that may be reused.
+    if kept is None or (kept[1].ranked_at is not None and abs(now - kept[1].ranked_at) >= RANK_TTL):
         comp = compiler(session, workspace, now, Scope.parameter(session))
         comp.reuse_ranks = True
-        columns = [case((comp.compile(k.rule), 1), else_=0).label(f"s{i}") for i, k in enumerate(asked)]
+        compiled = []
+        for k in asked:
+            try:
+                compiled.append((k, comp.compile(k.rule)))
+            except ValidationError:  # e.g. a list it names was renamed: skipped, its members kept, never ingest
+                log.exception("segment %s: rule cannot be evaluated; its members are left as they are", k.ref.id)
+        columns = [case((test, 1), else_=0).label(f"s{i}") for i, (_, test) in enumerate(compiled)]
         c, r = CONTACTS.c, ROLLUPS.c
         if len(_plans) > PLAN_CACHE:
             _plans.clear()
         _plans[plan_key] = (select(c.id, *columns).select_from(CONTACTS.outerjoin(ROLLUPS, r.contact_id == c.id))
-                            .where(c.workspace_id == workspace.id, *comp.scope.narrow(c.id)), comp)
+                            .where(c.workspace_id == workspace.id, *comp.scope.narrow(c.id)), comp,
+                            [k for k, _ in compiled])
     return _plans[plan_key]
 
 
@@ -198,7 +208,8 @@ def on_change(session: Session, workspace: Workspace, touched: dict[int, set[str
     if not affected:
         return moves
     ids = sorted(set().union(*(found for _, found in affected)))
-    plan, comp = _plan(session, workspace, key, [k for k, _ in affected], now)
+    plan, comp, evaluated = _plan(session, workspace, key, [k for k, _ in affected], now)
+    affected = [(k, asked) for k, asked in affected if k in evaluated]
     rows = session.execute(plan, {SCOPE_IDS: ids, **comp.moments(now)}).all()
     stored = set(session.execute(select(MEMBERS.c.segment_id, MEMBERS.c.contact_id).where(
         one_of(session, MEMBERS.c.segment_id, [k.ref.id for k, _ in affected]),

@@ -41,7 +41,7 @@ Op = Literal["eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "contains", "
              "is_not_set", "before", "after", "within_last_days", "more_than_days_ago", "in_month", "top_percent"]
 CountOp = Literal["eq", "ne", "lt", "lte", "gt", "gte"]
 Scalar = Union[bool, int, float, str]  # noqa: UP007 - a plain union reads best in the JSON schema
-Days = Annotated[float, Field(gt=0, le=MAX_DAYS)]
+Days = Annotated[int | float, Field(gt=0, le=MAX_DAYS)]  # 90 stays 90, 0.5 is half a day
 STAGES = ("new", "active", "loyal", "at_risk", "dormant", "lost")
 
 # Names people write for the canonical event types (the architecture's examples use the short ones).
@@ -88,6 +88,13 @@ def _check_value(op: str, value: Any) -> Any:
 class Comparison(Node):
     op: Op
     value: Scalar | list[Scalar] | None = Field(default=None, validate_default=True)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _plain(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            raise ValueError("takes a plain value (text, a number, true/false, a date) or a list of them")
+        return value
 
     @field_validator("value", mode="after")
     @classmethod
@@ -201,7 +208,7 @@ class StageLeaf(Node):
 
 
 class ReplenishmentLeaf(Node):
-    """Bought a consumable whose usage period (category or product) runs out within N days."""
+    """Bought in a consumable category whose usage period (the category's) runs out within N days."""
 
     replenishment_due: Annotated[int, Field(ge=0, le=365)]
     category: Annotated[str, Field(min_length=1, max_length=100)] | None = None
@@ -263,13 +270,18 @@ _TAGS = {"AllOf", "AnyOf", "NotOf", "FieldLeaf", "EventLeaf", "StatLeaf", "ListL
          "ConsentLeaf", "CampaignsLeaf", "StageLeaf", "ReplenishmentLeaf"}
 
 
+_FIELDS = {"all", "any", "not", "field", "op", "value", "event", "where", "prop", "within_days", "between", "count",
+           "sum", "stat", "list", "tag", "segment", "consent", "status", "campaigns", "action", "stage",
+           "replenishment_due", "category"}
+
+
 def json_path(loc: tuple[Any, ...] | list[Any]) -> str:
     """`$.all[1].within_days` for pydantic's ('all', 1, 'EventLeaf', 'within_days')."""
     path = "$"
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in _TAGS or "[" in str(part) or str(part).startswith("function-"):
+        elif part not in _FIELDS:  # pydantic's names for union members: constrained-str, datetime, ...
             continue
         else:
             path += f".{part}"
@@ -289,7 +301,10 @@ def parse_rule(data: Any, field: str = "rule") -> Rule:
     except PydanticError as exc:
         errors = sorted(exc.errors(), key=lambda e: len(e["loc"]))
         err = errors[0]
-        raise ValidationError(_message(err), f"{field}: {json_path(err['loc'][1:])}") from None
+        path = json_path(err["loc"][1:])
+        if err["type"] == "extra_forbidden" and not path.endswith(f".{err['loc'][-1]}"):
+            path += f".{err['loc'][-1]}"  # the unknown key itself names the spot
+        raise ValidationError(_message(err), f"{field}: {path}") from None
     depth, leaves = _size(rule)
     if depth > MAX_DEPTH:
         raise ValidationError(f"nests deeper than {MAX_DEPTH} levels", f"{field}: $")
@@ -330,8 +345,24 @@ def walk(rule: Any, path: str = "$") -> Any:
 
 
 def dump_rule(rule: Any) -> dict[str, Any]:
-    """The rule as JSON-ready data, in the form people write it."""
-    return rule.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=False)
+    """The rule as JSON-ready data, in the form people write it: its kind first, defaults left out."""
+    return _kind_first(rule.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True))
+
+
+def _kind_first(data: Any) -> Any:
+    if isinstance(data, list):
+        return [_kind_first(item) for item in data]
+    if not isinstance(data, dict):
+        return data
+    first = [k for k in (*LEAF_KEYS, "prop") if k in data][:1]
+    out = {k: _kind_first(data[k]) for k in [*first, *(k for k in data if k not in first)]}
+    # Defaults that carry the meaning stay written: {"campaigns": 3} alone would hide "no click".
+    for key in ("count", "sum"):
+        if isinstance(out.get(key), dict):
+            out[key] = {"op": "gte", **out[key]} if key == "sum" else {"op": "gte", "value": 1, **out[key]}
+    if "campaigns" in out:
+        out = {"campaigns": out["campaigns"], "action": "clicked", "op": "eq", "value": 0, **out}
+    return out
 
 
 __all__ = ["CHANNELS", "CONSENT_STATUSES", "OPERATORS", "STAGES", "Leaf", "Rule", "children_of", "dump_rule",

@@ -204,8 +204,11 @@ def delete_segment(session: Session, workspace_id: int, segment_id: int, *, acto
     audit(session, workspace_id, actor, "segment.deleted", "segment", segment_id, {"name": segment.name})
 
 
-def segments_using(session: Session, workspace_id: int, kind: str, ref_id: int, name: str) -> list[str]:
-    """Names of the segments whose rule reads this list, tag or custom field (`kind`: list, tag, field)."""
+def segments_using(session: Session, workspace_id: int, kind: str, ref_id: int | None, name: str) -> list[str]:
+    """Names of the segments whose rule reads this list, tag or custom field (`kind`: list, tag, field).
+
+    With `ref_id` None, only rules that name it count (what a rename would break).
+    """
     def reads(node: Any) -> bool:
         if kind == "list" and isinstance(node, R.ListLeaf):
             return node.list in (ref_id, name)
@@ -216,9 +219,11 @@ def segments_using(session: Session, workspace_id: int, kind: str, ref_id: int, 
             if any(reads(node) for _, node in R.walk(R.parse_rule(s.rule)))]
 
 
-def refuse_if_used(session: Session, workspace_id: int, kind: str, ref_id: int, name: str) -> None:
+def refuse_if_used(session: Session, workspace_id: int, kind: str, ref_id: int | None, name: str) -> None:
     users = segments_using(session, workspace_id, kind, ref_id, name)
     if users:
+        if ref_id is None:
+            raise Conflict(f"segment {', '.join(users)} names this {kind}; change the segment first", "name")
         raise Conflict(f"used by segment {', '.join(users)}; change the segment first", "id")
 
 
