@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,10 +19,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.orm import Session
 
 from kesher.accounts import service as accounts
+from kesher.accounts.models import Workspace
 from kesher.config import DEFAULT_SECRET, Settings, get_settings
 from kesher.db import Database
 from kesher.db.migrate import upgrade
-from kesher.errors import KesherError
+from kesher.errors import KesherError, ValidationError
 
 app = typer.Typer(help="Kesher: marketing automation and analytics.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -32,6 +33,8 @@ ws_app = typer.Typer(help="Workspaces.", no_args_is_help=True)
 import_app = typer.Typer(help="Import data from files.", no_args_is_help=True)
 events_app = typer.Typer(help="Events: what contacts did or were sent.", no_args_is_help=True)
 rollups_app = typer.Typer(help="Per-contact aggregates kept from the events.", no_args_is_help=True)
+segment_app = typer.Typer(help="Segments: contacts chosen by a rule, kept current as events arrive.",
+                          no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(key_app, name="apikey")
@@ -39,6 +42,7 @@ app.add_typer(ws_app, name="workspace")
 app.add_typer(import_app, name="import")
 app.add_typer(events_app, name="events")
 app.add_typer(rollups_app, name="rollups")
+app.add_typer(segment_app, name="segment")
 console = Console()
 err = Console(stderr=True)
 
@@ -363,6 +367,293 @@ def rollups_rebuild(
         with _transaction() as session:
             rollups.rebuild(session, ws.id)
         console.print(f"{escape(ws.name)} ({ws.slug}): rollups rebuilt in {time.perf_counter() - started:.2f}s")
+
+
+# Segments ------------------------------------------------------------------------------------------
+
+WorkspaceOption = Annotated[str, typer.Option("--workspace",
+                                               help="Workspace id or slug (needed when there are several).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+RuleOption = Annotated[Path, typer.Option("--rule", help="A JSON file holding the rule (see docs/segments.md).")]
+EXPORT_BATCH = 2000
+
+
+@contextmanager
+def _in_workspace(ref: str) -> Iterator[tuple[Session, Workspace]]:
+    """A transaction in the named workspace (or the only one); a KesherError inside exits 2, as in `_transaction`."""
+    db = _database(get_settings())
+    try:
+        workspace_id = _workspace_id(db, ref)
+        with db.session() as session:
+            yield session, session.get_one(Workspace, workspace_id)
+    except KesherError as exc:
+        raise _fail(exc) from None
+
+
+def _read_rule(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise KesherError(f"cannot read {path}: {exc.strerror or exc}", "rule") from None
+    except ValueError as exc:
+        raise ValidationError(f"{path} is not JSON: {exc}", "rule") from None
+
+
+def _segment_json(segment: Any) -> dict[str, Any]:
+    from kesher.segments.schemas import SegmentOut
+
+    return SegmentOut.model_validate(segment).model_dump(mode="json")
+
+
+@segment_app.command("count")
+def segment_count(rule: RuleOption, workspace: WorkspaceOption = "", as_json: JsonOption = False) -> None:
+    """Count the contacts a rule matches now, and show how long it took. Nothing is saved."""
+    from kesher.segments import membership
+
+    with _in_workspace(workspace) as (session, ws):
+        data = _read_rule(rule)
+        started = time.perf_counter()
+        found = membership.count(session, ws, data)
+        took = time.perf_counter() - started
+    if as_json:
+        print(json.dumps({"count": found, "seconds": round(took, 3)}))
+    else:
+        console.print(f"{found:,} contacts match ({took * 1000:.0f} ms)")
+
+
+@segment_app.command("list")
+def segment_list(workspace: WorkspaceOption = "", as_json: JsonOption = False) -> None:
+    """List the segments: id, name, members, and when each was last refreshed in full."""
+    from kesher.segments import service as segments
+
+    with _in_workspace(workspace) as (session, ws):
+        found = segments.list_segments(session, ws.id)
+    if as_json:
+        print(json.dumps([_segment_json(s) for s in found], ensure_ascii=False))
+        return
+    for s in found:
+        refreshed = s.refreshed_at.isoformat(timespec="minutes") if s.refreshed_at else "never"
+        console.print(f"{s.id}\t{escape(s.name)}\t{s.member_count:,} members\trefreshed {refreshed}")
+
+
+@segment_app.command("presets")
+def segment_presets() -> None:
+    """List the presets `kesher segment create --preset` starts from."""
+    from kesher.segments.service import PRESETS
+    from kesher.web.i18n import translations
+
+    english = translations("en")
+    for preset in PRESETS.values():
+        params = f" (--param {', --param '.join(p + '=...' for p in preset.params)})" if preset.params else ""
+        console.print(f"{preset.key}\t{english.gettext(preset.name)}: {english.gettext(preset.description)}{params}",
+                      soft_wrap=True)
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValidationError(f"{pair!r}: write a parameter as name=value", "param")
+        params[key.strip()] = value.strip()
+    return params
+
+
+@segment_app.command("create")
+def segment_create(
+    name: Annotated[str, typer.Option(help="The segment's name (with --preset, default: the preset's name).")] = "",
+    rule: Annotated[Path | None, typer.Option(help="A JSON file holding the rule (see docs/segments.md).")] = None,
+    preset: Annotated[str, typer.Option(help="Start from a preset instead (see `kesher segment presets`).")] = "",
+    param: Annotated[list[str], typer.Option(help="A preset's parameter as name=value, e.g. campaign_id=spring; "
+                                             "repeat for more.")] = [],
+    description: Annotated[str, typer.Option(help="What the segment is for.")] = "",
+    workspace: WorkspaceOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Save a segment from a rule file or a preset; its members are computed at once."""
+    from kesher.segments import service as segments
+
+    with _in_workspace(workspace) as (session, ws):
+        if (rule is None) == (not preset):
+            raise ValidationError("give --rule FILE or --preset KEY (one of them)", "rule")
+        if rule is not None:
+            if not name.strip():
+                raise ValidationError("a segment needs a name (--name)", "name")
+            segment = segments.create_segment(session, ws, name, _read_rule(rule), description=description,
+                                              actor="cli")
+        else:
+            segment = segments.create_from_preset(session, ws, preset, name=name or None, params=_params(param),
+                                                  actor="cli")
+            if description:
+                segment = segments.update_segment(session, ws, segment.id, description=description, actor="cli")
+    if as_json:
+        print(json.dumps(_segment_json(segment), ensure_ascii=False))
+    else:
+        console.print(f"segment {segment.id} created: {escape(segment.name)} ({segment.member_count:,} members)")
+
+
+@segment_app.command("refresh")
+def segment_refresh(
+    segment_id: Annotated[int | None, typer.Argument(help="A segment id; every segment when omitted.")] = None,
+    workspace: Annotated[str, typer.Option(help="Workspace id or slug (needed with an ID when there are several); "
+                                           "without an ID, every workspace's segments when omitted.")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Re-evaluate segments in full now and show who entered and who left (the worker does this hourly).
+
+    Exit 1 if a segment could not be refreshed (the others still are).
+    """
+    from sqlalchemy import select
+
+    from kesher.segments import membership
+    from kesher.segments import service as segments
+
+    db = _database(get_settings())
+    try:
+        one = (_workspace_id(db, workspace), segment_id) if segment_id is not None else None
+        with db.session() as session:
+            if one is not None:
+                targets = [segments.get_segment(session, *one)]
+            else:
+                chosen = [accounts.get_workspace(session, workspace).id] if workspace else \
+                    list(session.scalars(select(Workspace.id).order_by(Workspace.id)))
+                targets = [s for ws_id in chosen for s in segments.list_segments(session, ws_id)]
+    except KesherError as exc:
+        raise _fail(exc) from None
+    done, failed = [], 0
+    for target in targets:
+        started = time.perf_counter()
+        try:
+            with db.session() as session:
+                segment = segments.get_segment(session, target.workspace_id, target.id)
+                moves = membership.refresh(session, segment)
+                session.refresh(segment)
+        except KesherError as exc:
+            failed += 1
+            err.print(f"[red]error:[/red] segment {target.id} ({escape(target.name)}): {escape(str(exc))}")
+            continue
+        row = {"id": segment.id, "name": segment.name, "entered": moves.entered, "exited": moves.exited,
+               "member_count": segment.member_count, "seconds": round(time.perf_counter() - started, 3)}
+        done.append(row)
+        if not as_json:
+            console.print(f"{row['id']}\t{escape(segment.name)}: {moves.entered:,} entered, {moves.exited:,} left, "
+                          f"{segment.member_count:,} members ({row['seconds']:.2f}s)")
+    if as_json:
+        print(json.dumps(done, ensure_ascii=False))
+    if failed:
+        raise typer.Exit(1)
+
+
+def _export_columns(session: Session, workspace_id: int, spec: str) -> list[Any]:
+    from kesher.contacts import export
+    from kesher.contacts.fields import list_fields
+
+    known = [*export.BUILTIN_COLUMNS, *(export.CUSTOM_PREFIX + f.key for f in list_fields(session, workspace_id))]
+    keys = [key.strip() for key in spec.split(",") if key.strip()]
+    unknown = [key for key in keys if key not in known]
+    if unknown or not keys:
+        raise ValidationError(f"{'no column ' + repr(unknown[0]) if unknown else 'name at least one column'}; "
+                              f"columns are: {', '.join(known)}", "columns")
+    return [export.Column(key, key) for key in keys]
+
+
+@segment_app.command("export")
+def segment_export(
+    out: Annotated[Path, typer.Option(help="The file to write.")],
+    segment_id: Annotated[int | None, typer.Argument(help="A segment id: its stored members.")] = None,
+    rule: Annotated[Path | None, typer.Option(help="Instead of a segment: a JSON file holding a rule; the "
+                                              "contacts it matches now.")] = None,
+    columns: Annotated[str, typer.Option(help="Comma-separated: built-in fields (email, phone, first_name, ...) "
+                                         "and custom fields as fields.<key>.")] = "first_name,last_name,email,phone",
+    fmt: Annotated[str, typer.Option("--format", help="csv (UTF-8 with BOM) or xlsx.")] = "csv",
+    workspace: WorkspaceOption = "",
+) -> None:
+    """Export a segment's members (or a rule's matches) to CSV or Excel, streamed in batches."""
+    from kesher.contacts import export
+    from kesher.contacts import service as contacts
+    from kesher.contacts.models import Contact
+    from kesher.db import utcnow
+    from kesher.segments import membership
+    from kesher.segments import service as segments
+    from kesher.segments.compiler import compiler
+    from kesher.segments.rules import parse_rule
+
+    with _in_workspace(workspace) as (session, ws):
+        if (segment_id is None) == (rule is None):
+            raise ValidationError("give a segment ID or --rule FILE (one of them)", "rule")
+        if fmt not in ("csv", "xlsx"):
+            raise ValidationError("must be csv or xlsx", "format")
+        chosen = _export_columns(session, ws.id, columns)
+        if segment_id is not None:
+            segment = segments.get_segment(session, ws.id, segment_id)
+            title, where = segment.name, membership.members_of(segment.id)
+        elif rule is not None:
+            # Re-evaluated with each batch: for a large export, save the rule as a segment and export that.
+            title = "Contacts"
+            where = Contact.id.in_(compiler(session, ws, utcnow()).members(parse_rule(_read_rule(rule))))
+        flt = contacts.ContactFilter(where=[where])
+        total = contacts.count(session, ws.id, flt)
+        zone, right_to_left = ws.timezone, ws.language == "he"
+        started = time.perf_counter()
+        try:
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=err, disable=not err.is_terminal) as bar:
+                task = bar.add_task(f"exporting to {out.name}", total=total)
+                if fmt == "csv":
+                    with out.open("wb") as fh:
+                        for chunk in export.csv_chunks(session, ws.id, flt, chosen, zone, batch=EXPORT_BATCH):
+                            fh.write(chunk)
+                            bar.advance(task, EXPORT_BATCH)
+                else:
+                    export.write_xlsx(session, ws.id, flt, chosen, zone, out, title=title, right_to_left=right_to_left,
+                                      batch=EXPORT_BATCH)
+                bar.update(task, completed=total)
+        except OSError as exc:
+            raise KesherError(f"cannot write {out}: {exc.strerror or exc}", "out") from None
+    console.print(f"{total:,} contacts exported to {escape(str(out))} in {time.perf_counter() - started:.1f}s")
+
+
+def _print_finding(node: dict[str, Any], depth: int = 0) -> None:
+    mark = "[green]yes[/green]" if node["matched"] else "[red]no[/red]"
+    what = node["kind"] if node["children"] else json.dumps(node["rule"], ensure_ascii=False)
+    console.print(f"{'  ' * depth}{mark}  {escape(node['path'])}  {escape(what)}", soft_wrap=True)
+    evidence = {k: v for k, v in node["evidence"].items() if k != "explanation"}
+    if evidence:
+        console.print(f"{'  ' * (depth + 2)}{escape(json.dumps(evidence, ensure_ascii=False))}", soft_wrap=True)
+    inner = [node["evidence"]["explanation"]] if "explanation" in node["evidence"] else []
+    for child in [*node["children"], *inner]:
+        _print_finding(child, depth + 1)
+
+
+@segment_app.command("explain")
+def segment_explain(
+    segment_id: Annotated[int, typer.Argument(help="A segment id.")],
+    contact_id: Annotated[int, typer.Argument(help="A contact id.")],
+    workspace: WorkspaceOption = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Why a contact is in a segment or not: each condition, true or false, with the facts behind it."""
+    from kesher.contacts import service as contacts
+    from kesher.segments import service as segments
+    from kesher.segments.explain import explain
+    from kesher.segments.schemas import ExplainOut
+
+    with _in_workspace(workspace) as (session, ws):
+        segment = segments.get_segment(session, ws.id, segment_id)
+        try:
+            contacts.get_contact(session, ws.id, contact_id)
+        except KesherError as exc:
+            raise KesherError(exc.message, "contact_id") from None
+        finding = explain(session, ws, segment.rule, contact_id)
+        member = any(s.id == segment.id for s, _ in segments.segments_of_contact(session, ws.id, contact_id))
+    result = ExplainOut.of(finding, contact_id, segment.id, member).model_dump(mode="json")
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    console.print(f"contact {contact_id} is {'' if member else 'not '}a member of segment {segment.id} "
+                  f"({escape(segment.name)}); the rule {'matches' if finding.matched else 'does not match'} now")
+    _print_finding(result["explanation"])
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

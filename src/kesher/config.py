@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     import_dir: str = "var/imports"
     lifecycle_cron: str = Field("0 * * * *", description="when stages, RFM and engagement are refreshed "
                                 "(cron: minute hour day month weekday)")
+    # A quarter past, so the hour's lifecycle refresh (stages that only time moves) has landed.
+    segments_cron: str = Field("15 * * * *", description="when every segment is re-evaluated in full, which moves "
+                               "the members that only time moves (cron: minute hour day month weekday)")
     host: str = "127.0.0.1"
     port: int = 8000
     # Set by tests that must fail instead of skipping when PostgreSQL is missing.

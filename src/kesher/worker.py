@@ -39,6 +39,13 @@ def _refresh_lifecycle(database_url: str) -> None:
     log.info("lifecycle refreshed: %s contacts changed stage", moved)
 
 
+def _refresh_segments(database_url: str) -> None:
+    from kesher.segments import membership
+
+    moves = membership.refresh_all(database(database_url))
+    log.info("segments refreshed: %s contacts entered, %s left", moves.entered, moves.exited)
+
+
 @dataclass(frozen=True)
 class Queue:
     huey: Huey
@@ -60,7 +67,7 @@ def _make_huey(kind: str, location: str) -> Huey:
 
 
 @lru_cache(maxsize=8)
-def _queue(kind: str, location: str, database_url: str, lifecycle_cron: str) -> Queue:
+def _queue(kind: str, location: str, database_url: str, lifecycle_cron: str, segments_cron: str) -> Queue:
     huey = _make_huey(kind, location)
     tasks = {"import_contacts": huey.task(name="import_contacts", retries=2, retry_delay=5)(_import_contacts)}
 
@@ -71,6 +78,13 @@ def _queue(kind: str, location: str, database_url: str, lifecycle_cron: str) -> 
     def refresh_lifecycle() -> None:
         with huey.lock_task("refresh_lifecycle"):
             _refresh_lifecycle(database_url)
+
+    # Events move segment members as they arrive; this moves those whom only time moves ("no open in
+    # 60 days", a top percentage). Each segment commits on its own, so a retry redoes little.
+    @huey.periodic_task(crontab(*segments_cron.split()), name="refresh_segments", retries=2, retry_delay=30)
+    def refresh_segments() -> None:
+        with huey.lock_task("refresh_segments"):
+            _refresh_segments(database_url)
 
     # A job whose worker died is taken up again once its heartbeat is stale, not at the next start.
     @huey.periodic_task(crontab(minute="*"), name="resume_imports")
@@ -84,7 +98,7 @@ def _queue(kind: str, location: str, database_url: str, lifecycle_cron: str) -> 
 
 def queue(settings: Settings) -> Queue:
     location = {"sqlite": settings.queue_path, "redis": settings.redis_url}.get(settings.queue, "")
-    return _queue(settings.queue, location, settings.database_url, settings.lifecycle_cron)
+    return _queue(settings.queue, location, settings.database_url, settings.lifecycle_cron, settings.segments_cron)
 
 
 class InProcessConsumer(Consumer):

@@ -371,6 +371,7 @@ def test_the_worker_refreshes_every_hour(database):
         return {task.name for task in huey.read_periodic(datetime(2026, 6, 1, 10, minute))}
 
     assert due(0) == {"refresh_lifecycle", "resume_imports"}
+    assert due(15) == {"refresh_segments", "resume_imports"}  # after the stages it may read
     assert due(30) == {"resume_imports"}  # interrupted imports are looked for every minute
 
 

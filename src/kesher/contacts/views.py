@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import asdict
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -25,6 +25,8 @@ from kesher.contacts.models import CHANNELS, CONSENT_STATUSES, CustomField
 from kesher.contacts.normalize import IDENTITY_FIELDS, TEXT_LIMITS
 from kesher.db import Database
 from kesher.errors import Conflict, KesherError, NotFound, ValidationError
+from kesher.segments.membership import members_of
+from kesher.segments.service import list_segments
 from kesher.web.deps import UiContext, csrf_protect, database, transaction, ui_context
 from kesher.web.i18n import _
 from kesher.web.pages import is_partial, redirect, render
@@ -82,19 +84,29 @@ def _chosen(request: Request, workspace_id: int, available: dict[str, str]) -> l
     return [export.Column(key, available[key]) for key in keys]
 
 
+@dataclass
+class TableFilter(service.ContactFilter):
+    """The table's filter: the service's, and the segment whose members it shows."""
+
+    segment: int | None = None
+
+
 def contact_filter(
-    q: str = "", list_id: str = "", tag_id: str = "", city: str = "", consent: str = "",
-) -> service.ContactFilter:
+    q: str = "", list_id: str = "", tag_id: str = "", city: str = "", consent: str = "", segment: str = "",
+) -> TableFilter:
     """The table's filter from its query string; a blank select means "any"."""
-    return service.ContactFilter(
+    segment_id = int(segment) if segment.isdigit() else None
+    return TableFilter(
         q=q.strip() or None, list_id=int(list_id) if list_id.isdigit() else None,
         tag_id=int(tag_id) if tag_id.isdigit() else None, city=city.strip() or None,
-        consent=consent if consent in CHANNELS else None,
+        consent=consent if consent in CHANNELS else None, segment=segment_id,
+        where=[members_of(segment_id)] if segment_id is not None else [],
     )
 
 
 def _query(flt: service.ContactFilter, **extra: str) -> str:
-    params = {k: v for k, v in asdict(flt).items() if v not in (None, "", {})}
+    # `where` holds SQL conditions, not text: the segment they come from is in the address instead.
+    params = {k: v for k, v in vars(flt).items() if k != "where" and v not in (None, "", {})}
     params.update({k: v for k, v in extra.items() if v})
     return urlencode(params)
 
@@ -136,7 +148,7 @@ def contacts_page(
     else:
         response = render(request, "contacts/index.html", ctx, available=available, chosen_keys=[c.key for c in columns],
                           lists=groups.all_with_counts(session, ws, "list"),
-                          tags=groups.all_with_counts(session, ws, "tag"), **data)
+                          tags=groups.all_with_counts(session, ws, "tag"), segments=list_segments(session, ws), **data)
     response.headers["Vary"] = "HX-Request"
     return response
 

@@ -55,6 +55,8 @@ def _include_routers(app: FastAPI) -> None:
     from kesher.events import api as events_api
     from kesher.events import tracking_api
     from kesher.events import views as event_views
+    from kesher.segments import api as segments_api
+    from kesher.segments import views as segment_views
 
     app.include_router(contacts_api.router, prefix=API_PREFIX)
     app.include_router(events_api.router, prefix=API_PREFIX)
@@ -66,3 +68,5 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(webhooks.router)
     app.include_router(catalogue_views.router)
     app.include_router(event_views.router)
+    app.include_router(segments_api.router, prefix=API_PREFIX)
+    app.include_router(segment_views.router)
