@@ -53,7 +53,7 @@ LINE_PROPS = {"category": ("category", "text"), "sku": ("sku", "text"), "product
 MONEY_PROP = {"purchase": "total", "refund": "amount"}
 # name: (type, kept in minor units)
 STAT_TYPES: dict[str, tuple[str, bool]] = {
-    "total_revenue": ("number", True), "refunds": ("number", True), "net_revenue": ("number", True),
+    "total_revenue": ("number", True), "refunds": ("number", True), "gross_revenue": ("number", True),
     "average_order_value": ("number", True), "purchase_count": ("number", False), "sent_count": ("number", False),
     "open_count": ("number", False), "click_count": ("number", False), "open_rate": ("number", False),
     "click_rate": ("number", False), "days_between_purchases": ("number", False),
@@ -189,7 +189,7 @@ def _derive(world: World) -> None:
         span = None if count < 2 or first is None or last is None else \
             float(math.floor(last.timestamp()) - math.floor(first.timestamp())) / (86_400.0 * (count - 1))
         world.stats[cid] = {
-            "total_revenue": revenue, "refunds": refunds, "net_revenue": revenue - refunds,
+            "total_revenue": revenue - refunds, "refunds": refunds, "gross_revenue": revenue,
             "average_order_value": float(revenue) / count if count else None, "purchase_count": count,
             "sent_count": sent, "open_count": opens, "click_count": clicks,
             "open_rate": 100.0 * opens / sent if sent else None, "click_rate": 100.0 * clicks / sent if sent else None,

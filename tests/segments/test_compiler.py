@@ -259,7 +259,7 @@ FIELDS = {"city": ("text", CITIES), "first_name": ("text", NAMES), "gender": ("t
           "vip": ("boolean", [True, False]), "tier": ("text", ["gold", "silver", "bronze"]), "note": ("text", NOTES),
           "shoe_size": ("text", ["42"])}
 COUNTS = [0, 1, 2, 3, 5]
-STAT_VALUES = {"total_revenue": MONEY, "refunds": MONEY, "net_revenue": [-5, *MONEY], "average_order_value": MONEY,
+STAT_VALUES = {"gross_revenue": MONEY, "refunds": MONEY, "total_revenue": [-5, *MONEY], "average_order_value": MONEY,
                "open_rate": [0, 50, 100, 200], "click_rate": [0, 50, 100], "days_between_purchases": [0, 1, 7.5, 30],
                "engagement_score": [0, 10, 50, 100], "loyalty": ["weak", "medium", "strong", "Weak"]}
 
@@ -436,9 +436,9 @@ def test_money_is_compared_as_written(database, workspace):
         cases = [
             ({"event": "purchase", "where": [{"prop": "total", "op": "eq", "value": 19.99}]}, {one}),
             ({"event": "refund", "where": [{"prop": "amount", "op": "in", "value": [10.01, 5]}]}, {one}),
-            ({"stat": "total_revenue", "op": "eq", "value": 19.99}, {one}),
-            ({"stat": "net_revenue", "op": "eq", "value": 9.98}, {one}),
-            ({"stat": "total_revenue", "op": "eq", "value": 0.3}, {three}),
+            ({"stat": "gross_revenue", "op": "eq", "value": 19.99}, {one}),
+            ({"stat": "total_revenue", "op": "eq", "value": 9.98}, {one}),
+            ({"stat": "gross_revenue", "op": "eq", "value": 0.3}, {three}),
             ({"stat": "average_order_value", "op": "eq", "value": 0.1}, {three}),
             ({"event": "purchase", "sum": {"prop": "total", "op": "eq", "value": 0.3}}, {three}),
             ({"event": "purchase", "sum": {"op": "lte", "value": 0.3}}, {three}),

@@ -84,6 +84,27 @@ def _month_postgresql(element: month_of, compiler: SQLCompiler, **kw: Any) -> st
     return f"CAST(EXTRACT(MONTH FROM {value}) AS INTEGER)"
 
 
+class moment_at(FunctionElement[datetime]):  # noqa: N801
+    """The moment `seconds` (an integer) after the epoch, as the database stores timestamps.
+
+    Comparing a timestamp column with it can use the column's index; `epoch_seconds(column)` cannot.
+    """
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+
+@compiles(moment_at, "sqlite")
+def _moment_sqlite(element: moment_at, compiler: SQLCompiler, **kw: Any) -> str:
+    # The text SQLAlchemy stores for a UTC datetime, which compares as the moments do.
+    return f"strftime('%Y-%m-%d %H:%M:%S.000000', {compiler.process(element.clauses, **kw)}, 'unixepoch')"
+
+
+@compiles(moment_at, "postgresql")
+def _moment_postgresql(element: moment_at, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"to_timestamp({compiler.process(element.clauses, **kw)})"
+
+
 class json_prop(FunctionElement[Any]):  # noqa: N801
     """A top-level property of a JSON column, only where it has the kind asked for, else NULL.
 
@@ -168,10 +189,11 @@ def _rate(part: Any) -> Callable[[], ColumnElement[Any]]:
 
 PURCHASE = ("purchase",)
 STATS: dict[str, Stat] = {
-    "total_revenue": Stat(_money(r.revenue_minor), "number", PURCHASE, 100.0),
+    # Revenue less refunds, as the rollups API and the contact card call it; gross is before refunds.
+    "total_revenue": Stat(lambda: func.coalesce(r.revenue_minor, 0) - func.coalesce(r.refunds_minor, 0), "number",
+                          ("purchase", "refund"), 100.0),
+    "gross_revenue": Stat(_money(r.revenue_minor), "number", PURCHASE, 100.0),
     "refunds": Stat(_money(r.refunds_minor), "number", ("refund",), 100.0),
-    "net_revenue": Stat(lambda: func.coalesce(r.revenue_minor, 0) - func.coalesce(r.refunds_minor, 0), "number",
-                        ("purchase", "refund"), 100.0),
     "average_order_value": Stat(_average_order, "number", PURCHASE, 100.0),
     "purchase_count": Stat(_money(r.purchase_count), "number", PURCHASE),
     "sent_count": Stat(_money(r.sent_count), "number", ("email_sent",)),
@@ -396,11 +418,13 @@ class Compiler:
         days = leaf.replenishment_due
         now = self.at(lambda moment: int(moment.timestamp()), BigInteger())
         until = self.at(lambda moment: int(moment.timestamp()) + days * 86_400, BigInteger())
-        runs_out = epoch_seconds(cs.last_purchase_at) + cat.usage_days * 86_400
+        # Runs out (the last purchase's whole second plus the usage period) between now and until,
+        # asked of the last purchase itself, so that the (category, last purchase) index finds it.
+        usage = cat.usage_days * 86_400
         due = (select(cs.contact_id)
                .join(CATEGORIES, and_(cat.workspace_id == cs.workspace_id, cat.key == cs.category))
                .where(cs.workspace_id == self.workspace.id, cat.consumable.is_(True), cat.usage_days.is_not(None),
-                      runs_out >= now, runs_out <= until,
+                      cs.last_purchase_at >= moment_at(now - usage), cs.last_purchase_at < moment_at(until - usage + 1),
                       *([cs.category == leaf.category] if leaf.category else []), *self.scope.narrow(cs.contact_id)))
         return self.in_set(due)
 

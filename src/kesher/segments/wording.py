@@ -52,7 +52,7 @@ def count_op_labels() -> dict[str, str]:
 
 def stat_labels() -> dict[str, str]:
     labels = {
-        "total_revenue": _("Total revenue"), "refunds": _("Refunds"), "net_revenue": _("Net revenue"),
+        "total_revenue": _("Total revenue"), "gross_revenue": _("Revenue before refunds"), "refunds": _("Refunds"),
         "average_order_value": _("Average order"), "purchase_count": _("Purchases"), "sent_count": _("Emails sent"),
         "open_count": _("Opens"), "click_count": _("Clicks"), "open_rate": _("Open rate (%)"),
         "click_rate": _("Click rate (%)"), "days_between_purchases": _("Average days between purchases"),
