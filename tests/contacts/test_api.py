@@ -11,20 +11,9 @@ from kesher.contacts import fields as field_service
 from kesher.contacts import groups, suppression
 from kesher.contacts import service as contacts
 from kesher.contacts.schemas import MAX_BULK
+from tests.problems import problem
 
-PROBLEM = "application/problem+json"
 FORMULA = '=HYPERLINK("http://x","y")'
-
-
-def problem(response, status: int, field: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert body["status"] == status
-    if field is not None:
-        assert body["field"] == field, body
-        assert field in [e["field"] for e in body["errors"]]
-    return body
 
 
 def all_contacts(api) -> list[dict]:

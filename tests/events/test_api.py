@@ -6,18 +6,9 @@ from fastapi.testclient import TestClient
 
 from kesher.contacts import service as contacts
 from kesher.events.schemas import MAX_EVENTS
+from tests.problems import problem
 
-PROBLEM = "application/problem+json"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-def problem(response, status: int, field: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    if field is not None:
-        assert body["field"] == field, body
-    return body
 
 
 def at(days: float = 0) -> str:

@@ -11,19 +11,10 @@ from kesher.accounts import service as accounts
 from kesher.demo import catalogue as demo
 from kesher.events import catalogue
 from kesher.events.models import Category, Product, StoreConnection
+from tests.problems import problem
 
-PROBLEM = "application/problem+json"
 PASSWORD = "correct horse battery"
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def problem(response, status: int, field: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    if field is not None:
-        assert body["field"] == field, body
-    return body
 
 
 def created(response) -> dict:

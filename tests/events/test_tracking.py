@@ -13,21 +13,12 @@ from kesher.contacts.models import Contact
 from kesher.events import rollups, tracking
 from kesher.events.ingest import ingest
 from kesher.events.models import CategoryStat, ContactRollup, Event
+from tests.problems import problem
 
-PROBLEM = "application/problem+json"
 SHOP = "https://shop.example.co.il"
 ELSEWHERE = "https://evil.example.com"
 VISITOR = "0f3a9c1e7b2d4a5f8e6c0b1a2d3e4f50"
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
-
-
-def problem(response, status: int, field: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    if field is not None:
-        assert body["field"] == field, body
-    return body
 
 
 @pytest.fixture

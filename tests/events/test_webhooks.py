@@ -15,9 +15,9 @@ from kesher.contacts import service as contacts
 from kesher.contacts.models import Contact
 from kesher.events import catalogue
 from kesher.events.models import ContactRollup, Event, Product, PurchaseItem, StoreConnection
+from tests.problems import PROBLEM
 
 FIXTURES = Path(__file__).parent / "fixtures"
-PROBLEM = "application/problem+json"
 HEADER = {"woocommerce": "X-WC-Webhook-Signature", "shopify": "X-Shopify-Hmac-Sha256"}
 
 

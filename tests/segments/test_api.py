@@ -11,19 +11,10 @@ from kesher.contacts import service as contacts
 from kesher.contacts.models import Contact
 from kesher.segments import service as segments
 from kesher.web.i18n import translations
+from tests.problems import problem
 
-PROBLEM = "application/problem+json"
 HAIFA = {"field": "city", "op": "eq", "value": "Haifa"}
 BUYERS = {"event": "purchase", "within_days": 30, "count": {"op": "gte", "value": 2}}
-
-
-def problem(response, status: int, field: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    if field is not None:
-        assert body["field"] == field, body
-    return body
 
 
 def ok(response, status: int = 200):

@@ -141,9 +141,15 @@ def search_contacts(
     if tag_id is not None:
         _group_ids(session, caller, "tag", [tag_id], "tag_id")
     flt = service.ContactFilter(q=q, list_id=list_id, tag_id=tag_id, city=city, consent=consent)
-    rows, next_cursor = service.search(session, caller.workspace_id, flt, cursor=cursor, limit=limit)
+    return contact_page(session, caller.workspace_id, flt, cursor, limit)
+
+
+def contact_page(session: Session, workspace_id: int, flt: service.ContactFilter, cursor: str | None,
+                 limit: int) -> ContactPage:
+    """A page of contacts as the API shows them, custom values included (also a segment's members)."""
+    rows, next_cursor = service.search(session, workspace_id, flt, cursor=cursor, limit=limit)
     values: dict[int, dict[str, Any]] = defaultdict(dict)
-    custom = field_service.list_fields(session, caller.workspace_id)
+    custom = field_service.list_fields(session, workspace_id)
     for (contact_id, key), value in service.custom_values(session, [c.id for c in rows], custom).items():
         values[contact_id][key] = value
     return ContactPage(data=[ContactOut.of(c, values[c.id]) for c in rows], next_cursor=next_cursor)

@@ -7,18 +7,16 @@ caller's workspace, JSON out. A bad rule is the services' `ValidationError`, nam
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from sqlalchemy.orm import Session
 
 from kesher.accounts.models import Workspace
-from kesher.contacts import fields as field_service
 from kesher.contacts import service as contacts
-from kesher.contacts.api import CONFLICT, NO_CONTENT, ContactId
+from kesher.contacts.api import CONFLICT, NO_CONTENT, ContactId, contact_page
 from kesher.contacts.models import Contact
-from kesher.contacts.schemas import ContactOut, ContactPage
+from kesher.contacts.schemas import ContactPage
 from kesher.db.base import MAX_ID
 from kesher.errors import NotFound, ValidationError
 from kesher.segments import membership, service
@@ -160,12 +158,7 @@ def segment_members(
 ) -> ContactPage:
     segment = service.get_segment(session, caller.workspace_id, segment_id)
     flt = contacts.ContactFilter(where=[membership.members_of(segment.id)])
-    rows, next_cursor = contacts.search(session, caller.workspace_id, flt, cursor=cursor, limit=limit)
-    values: dict[int, dict[str, Any]] = defaultdict(dict)
-    custom = field_service.list_fields(session, caller.workspace_id)
-    for (contact_id, key), value in contacts.custom_values(session, [c.id for c in rows], custom).items():
-        values[contact_id][key] = value
-    return ContactPage(data=[ContactOut.of(c, values[c.id]) for c in rows], next_cursor=next_cursor)
+    return contact_page(session, caller.workspace_id, flt, cursor, limit)
 
 
 @router.get("/segments/{segment_id}/explain/{contact_id}",
