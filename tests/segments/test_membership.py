@@ -227,3 +227,16 @@ def test_a_sample_is_the_newest_matching_contacts(ws):
     ids = [person(s, workspace.id, city="Haifa") for _ in range(4)]
     person(s, workspace.id, city="Akko")
     assert membership.sample(s, workspace, {"field": "city", "op": "eq", "value": "Haifa"}, limit=3) == ids[:0:-1]
+
+
+def test_rules_on_different_properties_never_share_compiled_sql(ws):
+    workspace, s = ws
+    cid = person(s, workspace.id)
+    record(s, workspace, cid, "page_view", url="https://shop.example/vitamins", title="Home")
+
+    def viewed(prop: str) -> int:
+        return membership.count(s, workspace, {"event": "page_view", "where": [
+            {"prop": prop, "op": "contains", "value": "vitamins"}]})
+
+    # Asked in turn in one process, so a statement cache keyed without the property would mix them up.
+    assert [viewed("url"), viewed("title"), viewed("url")] == [1, 0, 1]

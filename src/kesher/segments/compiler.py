@@ -29,6 +29,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.sql.util import find_tables
 
 from kesher.accounts.models import Workspace
@@ -113,6 +114,10 @@ class json_prop(FunctionElement[Any]):  # noqa: N801
     """
 
     inherit_cache = True
+    # The property and its kind are part of the statement: without them in the cache key, a rule on
+    # another property would reuse the first one's compiled SQL.
+    _traverse_internals = [*FunctionElement._traverse_internals, ("name", InternalTraversal.dp_string),
+                           ("kind", InternalTraversal.dp_string)]
 
     def __init__(self, column: Any, name: str, kind: str) -> None:
         self.name, self.kind = name, kind
