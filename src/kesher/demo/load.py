@@ -20,13 +20,15 @@ from kesher.accounts import service as accounts
 from kesher.contacts import groups
 from kesher.contacts.fields import create_field, fields_by_key
 from kesher.contacts.inputs import ContactInput
-from kesher.contacts.models import CustomField
+from kesher.contacts.models import Contact, CustomField
 from kesher.contacts.service import build_input
 from kesher.contacts.upsert import Outcome, upsert_contacts
 from kesher.db import Database
 from kesher.demo import generator
 from kesher.errors import NotFound
+from kesher.db.upsert import refresh_statistics
 from kesher.events.ingest import ingest
+from kesher.events.models import ContactRollup, Event, PurchaseItem
 from kesher.events.schemas import IngestResult
 
 DEMO_NAME = "חנות הדגמה"
@@ -191,4 +193,7 @@ def load_events(
         total.errors += result.errors
         if progress:
             progress(len(batch))
+    with db.session() as session:  # a year of history at once: let the planner see it
+        for table in (Contact.__table__, ContactRollup.__table__, Event.__table__, PurchaseItem.__table__):
+            refresh_statistics(session, table)
     return total

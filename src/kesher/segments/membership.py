@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, case, delete, except_, func, select, update
+from sqlalchemy import Table, case, delete, except_, func, select, text, update
 from sqlalchemy.orm import Session
 
 from kesher.accounts.models import Workspace
 from kesher.db import Database, utcnow
-from kesher.db.upsert import dialect_insert, insert_new, one_of
+from kesher.db.upsert import dialect_insert, insert_new, one_of, refresh_statistics
 from kesher.errors import ValidationError
-from kesher.events.models import Event
+from kesher.events.models import CategoryStat, Event, PurchaseItem
 from kesher.segments import rules as R
 from kesher.segments.compiler import CONTACTS, RANK_TTL, ROLLUPS, SCOPE_IDS, Scope, compiler, moved_by
 from kesher.segments.models import Segment, SegmentMember
@@ -34,6 +34,8 @@ from kesher.segments.models import Segment, SegmentMember
 log = logging.getLogger("kesher.segments")
 
 MEMBERS = typing.cast(Table, SegmentMember.__table__)
+STATISTICS = [typing.cast(Table, t) for t in (CONTACTS, ROLLUPS, Event.__table__, PurchaseItem.__table__,
+                                              CategoryStat.__table__, SegmentMember.__table__)]
 EVENTS = typing.cast(Table, Event.__table__)
 BATCH = 10_000
 
@@ -144,8 +146,8 @@ PLAN_CACHE = 512
 
 
 def _segments_now(session: Session, workspace_id: int) -> tuple[tuple[Any, ...], list[_Known]]:
-    versions = tuple(session.execute(select(Segment.id, Segment.updated_at).where(Segment.workspace_id == workspace_id)
-                                     .order_by(Segment.id)).tuples())
+    versions = tuple(tuple(row) for row in session.execute(
+        select(Segment.id, Segment.updated_at).where(Segment.workspace_id == workspace_id).order_by(Segment.id)))
     key = (str(session.get_bind().url), workspace_id, versions)
     if key not in _known:
         known = []
@@ -188,6 +190,21 @@ def _plan(session: Session, workspace: Workspace, key: tuple[Any, ...], asked: l
     return _plans[plan_key]
 
 
+def _run_prepared(session: Session, plan: Any, params: dict[str, Any]) -> list[Any]:
+    """Run the real-time statement; on PostgreSQL with one generic plan, not a fresh plan each time.
+
+    The engine forces custom plans (they suit the big one-off queries), but planning this statement
+    costs several times what running it for a few contacts does, and its plan never changes.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return session.execute(plan, params).all()
+    session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+    rows = session.execute(plan, params).all()
+    # Back to the engine's setting for the rest of the transaction (a failure rolls the SET back anyway).
+    session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    return rows
+
+
 def on_change(session: Session, workspace: Workspace, touched: dict[int, set[str]], now: datetime | None = None) -> Moves:
     """Re-evaluate the segments that these changes can move, for the contacts they touched.
 
@@ -210,10 +227,10 @@ def on_change(session: Session, workspace: Workspace, touched: dict[int, set[str
     ids = sorted(set().union(*(found for _, found in affected)))
     plan, comp, evaluated = _plan(session, workspace, key, [k for k, _ in affected], now)
     affected = [(k, asked) for k, asked in affected if k in evaluated]
-    rows = session.execute(plan, {SCOPE_IDS: ids, **comp.moments(now)}).all()
+    rows = _run_prepared(session, plan, {SCOPE_IDS: ids, **comp.moments(now)})
     stored = set(session.execute(select(MEMBERS.c.segment_id, MEMBERS.c.contact_id).where(
         one_of(session, MEMBERS.c.segment_id, [k.ref.id for k, _ in affected]),
-        one_of(session, MEMBERS.c.contact_id, ids))).tuples())
+        one_of(session, MEMBERS.c.contact_id, ids))).all())
     for i, (k, asked) in enumerate(affected):
         inside = {row[0] for row in rows if row[i + 1] and row[0] in asked}
         was = {cid for sid, cid in stored if sid == k.ref.id and cid in asked}
@@ -281,7 +298,10 @@ def refresh_all(db: Database, now: datetime | None = None) -> Moves:
     """
     now = now or utcnow()
     with db.session() as session:
-        targets = list(session.execute(select(Segment.id, Segment.workspace_id).order_by(Segment.id)).tuples())
+        for table in STATISTICS:  # cheap, and segment plans depend on them (SQLite keeps none unless asked)
+            refresh_statistics(session, table)
+    with db.session() as session:
+        targets = list(session.execute(select(Segment.id, Segment.workspace_id).order_by(Segment.id)).all())
     moves = Moves()
     for segment_id, _ in targets:
         try:

@@ -232,8 +232,8 @@ def segments_of_contact(session: Session, workspace_id: int, contact_id: int) ->
     rows = session.execute(select(Segment, SegmentMember.entered_at)
                            .join(SegmentMember, SegmentMember.segment_id == Segment.id)
                            .where(Segment.workspace_id == workspace_id, SegmentMember.contact_id == contact_id)
-                           .order_by(Segment.name)).tuples()
-    return list(rows)
+                           .order_by(Segment.name))
+    return [(segment, entered_at) for segment, entered_at in rows]
 
 
 def member_total(session: Session, segment_id: int) -> int:
