@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kesher.db.base import Base, BigId, JSONData, UTCDateTime, utcnow
@@ -74,7 +74,11 @@ class ContactRollup(Base):
     """Per-contact aggregates kept current at ingest; averages are derived from these at read time."""
 
     __tablename__ = "contact_rollups"
-    __table_args__ = (Index("ix_contact_rollups_ws_revenue", "workspace_id", "revenue_minor"),)
+    __table_args__ = (
+        Index("ix_contact_rollups_ws_revenue", "workspace_id", "revenue_minor"),
+        # Revenue less refunds as segments compare and rank it (the top 10% by revenue).
+        Index("ix_contact_rollups_ws_net_revenue", "workspace_id", text("(revenue_minor - refunds_minor)")),
+    )
 
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
     workspace_id: Mapped[int] = _ws()
