@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 from sqlalchemy import make_url, text
 from sqlalchemy.orm import Session
 
 from kesher.accounts import service as accounts
 from kesher.accounts.models import Workspace
-from kesher.config import Settings
+from kesher.cli import app as cli_app
+from kesher.config import Settings, get_settings
 from kesher.db import Database
 from kesher.db.migrate import upgrade
 from kesher.db.session import make_engine
@@ -163,3 +165,17 @@ def live_server() -> Iterator[Callable[..., str]]:
     for server, thread in servers:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@pytest.fixture
+def kesher(database, tmp_path, monkeypatch):
+    """Runs `kesher ...` against the test database; returns the result."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KESHER_DATABASE_URL", database.url)
+    get_settings.cache_clear()
+
+    def run(*args):
+        return CliRunner().invoke(cli_app, [str(a) for a in args])
+
+    yield run
+    get_settings.cache_clear()

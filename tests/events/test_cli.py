@@ -4,10 +4,7 @@ import json
 
 import pytest
 from sqlalchemy import select, update
-from typer.testing import CliRunner
 
-from kesher.cli import app
-from kesher.config import get_settings
 from kesher.contacts import service as contacts
 from kesher.events import service
 from kesher.events.models import ContactRollup
@@ -18,20 +15,6 @@ GOOD = [
     {"type": "email_opened", "contact": {"email": "dana@example.co.il"}, "ts": "2026-03-02T09:00:00Z",
      "idempotency_key": "open-1", "properties": {"campaign_id": "c1"}},
 ]
-
-
-@pytest.fixture
-def kesher(database, tmp_path, monkeypatch):
-    """Runs `kesher ...` against the test database; returns the result."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("KESHER_DATABASE_URL", database.url)
-    get_settings.cache_clear()
-
-    def run(*args):
-        return CliRunner().invoke(app, [str(a) for a in args])
-
-    yield run
-    get_settings.cache_clear()
 
 
 def write_lines(path, lines):

@@ -8,12 +8,9 @@ import tracemalloc
 import pytest
 from openpyxl import load_workbook
 from sqlalchemy import insert, update
-from typer.testing import CliRunner
 
 from kesher.accounts.models import Workspace
 from kesher import cli
-from kesher.cli import app
-from kesher.config import get_settings
 from kesher.contacts import fields
 from kesher.contacts import service as contacts
 from kesher.contacts.models import Contact
@@ -21,20 +18,6 @@ from kesher.segments import service as segments
 
 HAIFA = {"field": "city", "op": "eq", "value": "Haifa"}
 COMMANDS = ["count", "list", "presets", "create", "refresh", "export", "explain"]
-
-
-@pytest.fixture
-def kesher(database, tmp_path, monkeypatch):
-    """Runs `kesher ...` against the test database; returns the result."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("KESHER_DATABASE_URL", database.url)
-    get_settings.cache_clear()
-
-    def run(*args):
-        return CliRunner().invoke(app, [str(a) for a in args])
-
-    yield run
-    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -24,29 +24,16 @@ from kesher.db.migrate import upgrade
 from kesher.events.ingest import ingest
 from kesher.segments import service as segments
 from kesher.segments.models import Segment
+from tests.browser import Browser as PageBrowser
 
 PASSWORD = "correct horse battery"
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 PARTIAL = {"HX-Request": "true"}
 NOW = datetime.now(UTC).replace(microsecond=0)
 HAIFA = {"field": "city", "op": "eq", "value": "חיפה"}
 
 
-class Browser:
-    """A logged-in TestClient that sends the CSRF token of the last page it read."""
-
-    def __init__(self, client: TestClient) -> None:
-        self.client = client
-        self.csrf = ""
-
-    def get(self, url: str, **kwargs):  # type: ignore[no-untyped-def]
-        response = self.client.get(url, **kwargs)
-        if match := TOKEN.search(response.text):
-            self.csrf = match.group(1)
-        return response
-
-    def post(self, url: str, data: dict | None = None, **kwargs):  # type: ignore[no-untyped-def]
-        return self.client.post(url, data={"csrf_token": self.csrf, **(data or {})}, **kwargs)
+class Browser(PageBrowser):
+    """A logged-in browser that can also ask the builder's preview."""
 
     def preview(self, rule: object, **extra: str):  # type: ignore[no-untyped-def]
         body = {"rule": rule if isinstance(rule, str) else json.dumps(rule), **extra}

@@ -20,28 +20,11 @@ from kesher.db import Database
 from kesher.events import lifecycle
 from kesher.events.ingest import ingest
 from kesher.web.pages import local_time
+from tests.browser import Browser
 
 PASSWORD = "correct horse battery"
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 PARTIAL = {"HX-Request": "true"}
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-class Browser:
-    """A logged-in TestClient that sends the CSRF token of the last page it read."""
-
-    def __init__(self, client: TestClient) -> None:
-        self.client = client
-        self.csrf = ""
-
-    def get(self, url: str, **kwargs):  # type: ignore[no-untyped-def]
-        response = self.client.get(url, **kwargs)
-        if match := TOKEN.search(response.text):
-            self.csrf = match.group(1)
-        return response
-
-    def post(self, url: str, data: dict | None = None):  # type: ignore[no-untyped-def]
-        return self.client.post(url, data={"csrf_token": self.csrf, **(data or {})})
 
 
 @pytest.fixture

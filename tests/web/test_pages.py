@@ -20,9 +20,9 @@ from kesher.contacts import groups
 from kesher.contacts import service as contacts
 from kesher.db import Database
 from kesher.web.i18n import LOCALE_DIR
+from tests.browser import TOKEN, Browser
 
 PASSWORD = "correct horse battery"
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 SRC = Path(__file__).resolve().parents[2] / "src" / "kesher"
 
 
@@ -44,23 +44,6 @@ def email(database: Database, workspace) -> str:  # type: ignore[no-untyped-def]
 def client(app) -> TestClient:  # type: ignore[no-untyped-def]
     with TestClient(app, follow_redirects=False) as client:
         yield client
-
-
-class Browser:
-    """A TestClient that remembers the CSRF token of the last page it read."""
-
-    def __init__(self, client: TestClient) -> None:
-        self.client = client
-        self.csrf = ""
-
-    def get(self, url: str, **kwargs):  # type: ignore[no-untyped-def]
-        response = self.client.get(url, **kwargs)
-        if TOKEN.search(response.text):
-            self.csrf = token(response.text)
-        return response
-
-    def post(self, url: str, data: dict | None = None, **kwargs):  # type: ignore[no-untyped-def]
-        return self.client.post(url, data={"csrf_token": self.csrf, **(data or {})}, **kwargs)
 
 
 @pytest.fixture
