@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, case, delete, except_, func, select, text, update
+from sqlalchemy import Table, case, delete, except_, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from kesher.accounts.models import Workspace
@@ -166,8 +166,9 @@ def _segments_now(session: Session, workspace_id: int) -> tuple[tuple[Any, ...],
 
 
 def _plan(session: Session, workspace: Workspace, key: tuple[Any, ...], asked: list[_Known], now: datetime) -> Any:
-    """One SELECT of (contact id, one 0/1 column per asked segment) for the contacts in SCOPE_IDS,
-    with the compiler that made it (for the time-dependent parameters)."""
+    """One SELECT for the contacts in SCOPE_IDS: the contact id, then per asked segment whether the
+    contact matches now and whether it is stored as a member; with the compiler that made it (for
+    the time-dependent parameters) and the segments it could compile."""
     plan_key = (key, tuple(k.ref.id for k in asked))
     kept = _plans.get(plan_key)
     # A top-percent threshold is compiled in as a value: the plan lasts only as long as that may be reused.
@@ -180,8 +181,11 @@ def _plan(session: Session, workspace: Workspace, key: tuple[Any, ...], asked: l
                 compiled.append((k, comp.compile(k.rule)))
             except ValidationError:  # e.g. a list it names was renamed: skipped, its members kept, never ingest
                 log.exception("segment %s: rule cannot be evaluated; its members are left as they are", k.ref.id)
-        columns = [case((test, 1), else_=0).label(f"s{i}") for i, (_, test) in enumerate(compiled)]
-        c, r = CONTACTS.c, ROLLUPS.c
+        c, r, m = CONTACTS.c, ROLLUPS.c, MEMBERS.c
+        columns = []
+        for i, (k, test) in enumerate(compiled):
+            held = exists().where(m.segment_id == k.ref.id, m.contact_id == c.id)
+            columns += [case((test, 1), else_=0).label(f"s{i}"), case((held, 1), else_=0).label(f"m{i}")]
         if len(_plans) > PLAN_CACHE:
             _plans.clear()
         _plans[plan_key] = (select(c.id, *columns).select_from(CONTACTS.outerjoin(ROLLUPS, r.contact_id == c.id))
@@ -190,27 +194,13 @@ def _plan(session: Session, workspace: Workspace, key: tuple[Any, ...], asked: l
     return _plans[plan_key]
 
 
-def _run_prepared(session: Session, plan: Any, params: dict[str, Any]) -> list[Any]:
-    """Run the real-time statement; on PostgreSQL with one generic plan, not a fresh plan each time.
-
-    The engine forces custom plans (they suit the big one-off queries), but planning this statement
-    costs several times what running it for a few contacts does, and its plan never changes.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return session.execute(plan, params).all()
-    session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
-    rows = session.execute(plan, params).all()
-    # Back to the engine's setting for the rest of the transaction (a failure rolls the SET back anyway).
-    session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-    return rows
-
-
 def on_change(session: Session, workspace: Workspace, touched: dict[int, set[str]], now: datetime | None = None) -> Moves:
     """Re-evaluate the segments that these changes can move, for the contacts they touched.
 
     `touched` maps a contact id to the event types it just received ("@contact" for a change to
-    the contact itself). One query answers every affected segment for every touched contact; it is
-    built once per version of the workspace's segments, with the contacts and the time as parameters.
+    the contact itself). One query answers, for every affected segment and touched contact, both
+    whether it matches and whether it is stored as a member; it is built once per version of the
+    workspace's segments, with the contacts and the time as parameters.
     """
     moves = Moves()
     if not touched:
@@ -227,13 +217,10 @@ def on_change(session: Session, workspace: Workspace, touched: dict[int, set[str
     ids = sorted(set().union(*(found for _, found in affected)))
     plan, comp, evaluated = _plan(session, workspace, key, [k for k, _ in affected], now)
     affected = [(k, asked) for k, asked in affected if k in evaluated]
-    rows = _run_prepared(session, plan, {SCOPE_IDS: ids, **comp.moments(now)})
-    stored = set(session.execute(select(MEMBERS.c.segment_id, MEMBERS.c.contact_id).where(
-        one_of(session, MEMBERS.c.segment_id, [k.ref.id for k, _ in affected]),
-        one_of(session, MEMBERS.c.contact_id, ids))).all())
+    rows = session.execute(plan, {SCOPE_IDS: ids, **comp.moments(now)}).all()
     for i, (k, asked) in enumerate(affected):
-        inside = {row[0] for row in rows if row[i + 1] and row[0] in asked}
-        was = {cid for sid, cid in stored if sid == k.ref.id and cid in asked}
+        inside = {row[0] for row in rows if row[2 * i + 1] and row[0] in asked}
+        was = {row[0] for row in rows if row[2 * i + 2] and row[0] in asked}
         entered = _enter(session, k.ref, sorted(inside - was), now)
         exited = _exit(session, k.ref, sorted(was - inside), now)
         if entered or exited:
