@@ -197,7 +197,7 @@ def _run(db: Database, import_id: int, batch_size: int, progress: Progress | Non
                 job.rows_done += count
                 job.heartbeat_at = utcnow()
                 if job.created >= analyzed_at * 2:
-                    refresh_statistics(session, Contact.__table__)
+                    refresh_statistics(session, Contact.__table__, sampled=True)
                     analyzed_at = job.created
             if progress:
                 progress(job)

@@ -36,18 +36,20 @@ def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
     return column.in_(values)
 
 
-SQLITE_ANALYSIS_LIMIT = 1000  # rows SQLite samples per index: statistics in milliseconds, good enough to plan by
+SQLITE_SAMPLE = 1000  # rows SQLite reads per index of a sampled table
 
 
-def refresh_statistics(session: Session, table: Table) -> None:
+def refresh_statistics(session: Session, table: Table, *, sampled: bool = False) -> None:
     """Let the planner see a table's current size and spread after it has grown.
 
     SQLite keeps no statistics until asked; without them it cannot tell a selective index from a
-    poor one, and segment queries over millions of events pick slow plans.
+    poor one, and segment queries pick plans ten times slower. `sampled` reads a sample of each
+    index (milliseconds, for the event tables); otherwise all of it, which per-contact tables need:
+    on sampled statistics SQLite misjudges them and scans every contact.
     """
     name = session.get_bind().dialect.identifier_preparer.quote(table.name)
     if session.get_bind().dialect.name == "sqlite":
-        session.execute(text(f"PRAGMA analysis_limit = {SQLITE_ANALYSIS_LIMIT}"))
+        session.execute(text(f"PRAGMA analysis_limit = {SQLITE_SAMPLE if sampled else 0}"))
     session.execute(text(f"ANALYZE {name}"))
 
 

@@ -194,6 +194,7 @@ def load_events(
         if progress:
             progress(len(batch))
     with db.session() as session:  # a year of history at once: let the planner see it
-        for table in (Contact.__table__, ContactRollup.__table__, Event.__table__, PurchaseItem.__table__):
-            refresh_statistics(session, table)
+        for table, sampled in ((Contact.__table__, False), (ContactRollup.__table__, False),
+                               (Event.__table__, True), (PurchaseItem.__table__, True)):
+            refresh_statistics(session, table, sampled=sampled)
     return total

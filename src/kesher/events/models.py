@@ -78,6 +78,9 @@ class ContactRollup(Base):
         Index("ix_contact_rollups_ws_revenue", "workspace_id", "revenue_minor"),
         # Revenue less refunds as segments compare and rank it (the top 10% by revenue).
         Index("ix_contact_rollups_ws_net_revenue", "workspace_id", text("(revenue_minor - refunds_minor)")),
+        # "3+ purchases", "opened 10+": segments on counts start from these instead of every contact.
+        Index("ix_contact_rollups_ws_purchases", "workspace_id", "purchase_count"),
+        Index("ix_contact_rollups_ws_opens", "workspace_id", "open_count"),
     )
 
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)

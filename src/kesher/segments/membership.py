@@ -34,8 +34,10 @@ from kesher.segments.models import Segment, SegmentMember
 log = logging.getLogger("kesher.segments")
 
 MEMBERS = typing.cast(Table, SegmentMember.__table__)
-STATISTICS = [typing.cast(Table, t) for t in (CONTACTS, ROLLUPS, Event.__table__, PurchaseItem.__table__,
-                                              CategoryStat.__table__, SegmentMember.__table__)]
+# The tables segment plans read, with whether a sample of each index will do (the big event tables).
+STATISTICS = [(typing.cast(Table, t), sampled) for t, sampled in (
+    (CONTACTS, False), (ROLLUPS, False), (CategoryStat.__table__, False), (SegmentMember.__table__, False),
+    (Event.__table__, True), (PurchaseItem.__table__, True))]
 EVENTS = typing.cast(Table, Event.__table__)
 BATCH = 10_000
 
@@ -285,8 +287,8 @@ def refresh_all(db: Database, now: datetime | None = None) -> Moves:
     """
     now = now or utcnow()
     with db.session() as session:
-        for table in STATISTICS:  # cheap, and segment plans depend on them (SQLite keeps none unless asked)
-            refresh_statistics(session, table)
+        for table, sampled in STATISTICS:  # segment plans depend on them; SQLite keeps none unless asked
+            refresh_statistics(session, table, sampled=sampled)
     with db.session() as session:
         targets = list(session.execute(select(Segment.id, Segment.workspace_id).order_by(Segment.id)).all())
     moves = Moves()
