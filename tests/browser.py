@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from fastapi.testclient import TestClient
+
+from kesher.accounts import service as accounts
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -24,3 +29,20 @@ class Browser:
 
     def post(self, url: str, data: dict | None = None, **kwargs):  # type: ignore[no-untyped-def]
         return self.client.post(url, data={"csrf_token": self.csrf, **(data or {})}, **kwargs)
+
+
+PASSWORD = "correct horse battery"
+
+
+@contextmanager
+def logged_in(app, database, workspace, start: str, browser: type[Browser] = Browser) -> Iterator[Browser]:  # type: ignore[no-untyped-def]
+    """A new marketer of the workspace, logged in, on the page `start`."""
+    email = f"marketer-{uuid.uuid4().hex[:8]}@example.com"
+    with database.session() as s:
+        accounts.create_user(s, email, PASSWORD, name="Noa", workspace=s.merge(workspace))
+    with TestClient(app, follow_redirects=False) as client:
+        page = browser(client)
+        page.get("/login")
+        assert page.post("/login", {"email": email, "password": PASSWORD, "next": start}).status_code == 303
+        page.get(start)
+        yield page

@@ -1,20 +1,16 @@
 """The catalogue: categories and products through the service, the API and the UI; store connections."""
 
-import re
-import uuid
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from kesher.accounts import service as accounts
 from kesher.demo import catalogue as demo
 from kesher.events import catalogue
 from kesher.events.models import Category, Product, StoreConnection
 from tests.problems import problem
+from tests.browser import logged_in
 
-PASSWORD = "correct horse battery"
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def created(response) -> dict:
@@ -201,33 +197,10 @@ def test_store_connections_show_their_secret_once(api, database):
 # The UI -----------------------------------------------------------------------------------------
 
 
-class Browser:
-    """A logged-in marketer's browser that sends back the CSRF token of the last page it read."""
-
-    def __init__(self, client: TestClient) -> None:
-        self.client, self.csrf = client, ""
-
-    def get(self, url: str):  # type: ignore[no-untyped-def]
-        response = self.client.get(url)
-        if match := TOKEN.search(response.text):
-            self.csrf = match.group(1)
-        return response
-
-    def post(self, url: str, data: dict | None = None):  # type: ignore[no-untyped-def]
-        return self.client.post(url, data={"csrf_token": self.csrf, **(data or {})})
-
-
 @pytest.fixture
 def ui(app, database, workspace):
-    email = f"marketer-{uuid.uuid4().hex[:8]}@example.com"
-    with database.session() as s:
-        accounts.create_user(s, email, PASSWORD, name="Noa", workspace=s.merge(workspace))
-    with TestClient(app, follow_redirects=False) as client:
-        browser = Browser(client)
-        browser.get("/login")
-        assert browser.post("/login", {"email": email, "password": PASSWORD}).status_code == 303
-        browser.get("/catalogue")
-        yield browser
+    with logged_in(app, database, workspace, "/catalogue") as page:
+        yield page
 
 
 def test_the_catalogue_page_edits_categories_and_products(ui, database, workspace):

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from kesher.accounts import service as accounts
 from kesher.accounts.models import Workspace
@@ -24,9 +22,8 @@ from kesher.db.migrate import upgrade
 from kesher.events.ingest import ingest
 from kesher.segments import service as segments
 from kesher.segments.models import Segment
-from tests.browser import Browser as PageBrowser
+from tests.browser import PASSWORD, Browser as PageBrowser, logged_in
 
-PASSWORD = "correct horse battery"
 PARTIAL = {"HX-Request": "true"}
 NOW = datetime.now(UTC).replace(microsecond=0)
 HAIFA = {"field": "city", "op": "eq", "value": "חיפה"}
@@ -42,15 +39,8 @@ class Browser(PageBrowser):
 
 @pytest.fixture
 def ui(app, database: Database, workspace) -> Iterator[Browser]:  # type: ignore[no-untyped-def]
-    email = f"marketer-{uuid.uuid4().hex[:8]}@example.com"
-    with database.session() as s:
-        accounts.create_user(s, email, PASSWORD, name="Noa", workspace=s.merge(workspace))
-    with TestClient(app, follow_redirects=False) as client:
-        browser = Browser(client)
-        browser.get("/login")
-        assert browser.post("/login", {"email": email, "password": PASSWORD, "next": "/segments"}).status_code == 303
-        browser.get("/segments")
-        yield browser
+    with logged_in(app, database, workspace, "/segments", Browser) as page:
+        yield page
 
 
 def add_contact(database: Database, workspace, **data) -> int:  # type: ignore[no-untyped-def]

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from kesher.accounts import service as accounts
 from kesher.accounts.models import Workspace
 from kesher.contacts import service as contacts
 from kesher.contacts.models import Contact
@@ -20,24 +17,16 @@ from kesher.db import Database
 from kesher.events import lifecycle
 from kesher.events.ingest import ingest
 from kesher.web.pages import local_time
-from tests.browser import Browser
+from tests.browser import Browser, logged_in
 
-PASSWORD = "correct horse battery"
 PARTIAL = {"HX-Request": "true"}
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture
 def ui(app, database: Database, workspace) -> Iterator[Browser]:  # type: ignore[no-untyped-def]
-    email = f"marketer-{uuid.uuid4().hex[:8]}@example.com"
-    with database.session() as s:
-        accounts.create_user(s, email, PASSWORD, name="Noa", workspace=s.merge(workspace))
-    with TestClient(app, follow_redirects=False) as client:
-        browser = Browser(client)
-        browser.get("/login")
-        assert browser.post("/login", {"email": email, "password": PASSWORD, "next": "/events"}).status_code == 303
-        browser.get("/events")
-        yield browser
+    with logged_in(app, database, workspace, "/events") as page:
+        yield page
 
 
 def send(database: Database, workspace, events: list[dict]) -> None:  # type: ignore[no-untyped-def]
