@@ -274,7 +274,8 @@ class Compiler:
     ranked_at: datetime | None = None  # when the oldest top-percent threshold compiled in was computed
     _fields: dict[str, CustomField] | None = None
     _moments: dict[str, Callable[[datetime], Any]] = field(default_factory=dict)
-    _stack: list[int] = field(default_factory=list)
+    # Segments being compiled (a segment leaf inlines another's rule): one met again refers to itself.
+    inside: list[int] = field(default_factory=list)
 
     @property
     def postgres(self) -> bool:
@@ -402,13 +403,13 @@ class Compiler:
         segment = self.session.get(Segment, leaf.segment)
         if segment is None or segment.workspace_id != self.workspace.id:
             raise _Bad(f"no segment {leaf.segment} in this workspace", ".segment")
-        if segment.id in self._stack:
+        if segment.id in self.inside:
             raise _Bad(f"segment {segment.id} refers back to itself", ".segment")
-        self._stack.append(segment.id)
+        self.inside.append(segment.id)
         try:
             return self.compile(R.parse_rule(segment.rule), f"(segment {segment.id})")
         finally:
-            self._stack.pop()
+            self.inside.pop()
 
     def campaigns_leaf(self, leaf: R.CampaignsLeaf) -> ColumnElement[bool]:
         """Read from the rollup's `recent_campaigns` letters (newest first): b opened+clicked, o, c, -."""

@@ -118,8 +118,8 @@ def checked_rule(session: Session, workspace: Workspace, rule: Any, segment_id: 
     """The rule as stored, once it parses and compiles for this workspace (its names all exist)."""
     parsed = R.parse_rule(rule)
     comp = compiler(session, workspace, utcnow())
-    if segment_id is not None:
-        comp._stack.append(segment_id)  # a segment may not refer to itself, directly or through others
+    # Compiled as if inside this segment, so a reference back to it, direct or through others, is refused.
+    comp.inside = [] if segment_id is None else [segment_id]
     comp.compile(parsed)
     return R.dump_rule(parsed)
 
