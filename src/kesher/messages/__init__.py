@@ -1,0 +1,1 @@
+"""Messages: templates, the one renderer, personalisation, pre-send checks and tracking links."""

@@ -1,0 +1,1 @@
+"""The policy gate every message passes: consent, suppression, frequency caps, quiet hours."""
