@@ -37,6 +37,20 @@ class Settings(BaseSettings):
     # A quarter past, so the hour's lifecycle refresh (stages that only time moves) has landed.
     segments_cron: str = Field("15 * * * *", description="when every segment is re-evaluated in full, which moves "
                                "the members that only time moves (cron: minute hour day month weekday)")
+    # Outgoing mail: the SMTP server (relay or provider) every email goes through.
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_security: str = Field("none", description="none, starttls or tls")
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_connections: int = Field(8, description="SMTP connections each worker process keeps open")
+    smtp_timeout: float = 30.0
+    # The local mail sink: catches every mail on smtp_port and shows it in the UI (`make demo`).
+    mail_sink: bool = Field(False, description="run the local mail sink in the web process")
+    # Bounces (DSNs) arrive by SMTP here; 0 = not listening. Return-Path addresses use bounce_domain.
+    bounce_port: int = 0
+    bounce_domain: str = Field("", description="domain of the Return-Path (bounces+<token>@domain); "
+                                                "default: each sender's own domain")
     host: str = "127.0.0.1"
     port: int = 8000
     # Set by tests that must fail instead of skipping when PostgreSQL is missing.

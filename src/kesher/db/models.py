@@ -7,6 +7,7 @@ from kesher.segments import models as segments  # noqa: F401
 from kesher.channels import models as channels  # noqa: F401
 from kesher.messages import models as messages  # noqa: F401
 from kesher.campaigns import models as campaigns  # noqa: F401
+from kesher.policy import models as policy  # noqa: F401
 from kesher.db.base import Base
 
 metadata = Base.metadata

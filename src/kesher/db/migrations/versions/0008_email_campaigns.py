@@ -113,6 +113,19 @@ def upgrade() -> None:
         batch_op.create_index('ix_outbox_contact_sent', ['contact_id', 'sent_at'], unique=False)
         batch_op.create_index('ix_outbox_status_due', ['status', 'not_before'], unique=False)
 
+    op.create_table('contact_preferences',
+    sa.Column('contact_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('workspace_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('less_mail', sa.Boolean(), nullable=False),
+    sa.Column('topics', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_contact_preferences_contact_id_contacts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['workspace_id'], ['workspaces.id'], name=op.f('fk_contact_preferences_workspace_id_workspaces'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('contact_id', name=op.f('pk_contact_preferences'))
+    )
+    with op.batch_alter_table('contact_preferences', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_contact_preferences_workspace_id'), ['workspace_id'], unique=False)
+
     op.create_table('campaign_variants',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('campaign_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -133,6 +146,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('campaign_variants')
+    op.drop_table('contact_preferences')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_status_due')
         batch_op.drop_index('ix_outbox_contact_sent')
