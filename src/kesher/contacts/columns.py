@@ -43,6 +43,13 @@ def header_key(header: str) -> str:
     return text.replace("דוא ל", "דואל")
 
 
+def field_for_header(header: str) -> str | None:
+    """The built-in field (or `consent.<channel>`) a header names in Hebrew or English, or None.
+
+    Message merge tags use it too, so `[[שם פרטי]]` means what a "שם פרטי" column means."""
+    return _LOOKUP.get(header_key(header))
+
+
 @dataclass(frozen=True)
 class Column:
     """Where a column's values go: a built-in field, `consent.<channel>`, a custom field, or nowhere."""

@@ -230,6 +230,15 @@ def contact_rollup(session: Session, contact_id: int) -> ContactRollup | None:
     return session.get(ContactRollup, contact_id)
 
 
+def rollups_of(session: Session, workspace_id: int, contact_ids: list[int]) -> dict[int, ContactRollup]:
+    """The rollup rows of many contacts in one query; a contact with no events has none."""
+    if not contact_ids:
+        return {}
+    stmt = select(ContactRollup).where(ContactRollup.workspace_id == workspace_id,
+                                       one_of(session, ContactRollup.contact_id, contact_ids))
+    return {r.contact_id: r for r in session.scalars(stmt)}
+
+
 def last_campaigns(session: Session, contact_id: int, n: int = 3) -> list[CampaignReceipt]:
     """The last `n` campaigns sent to the contact, newest first, with when each was opened or clicked."""
     stmt = (select(CampaignReceipt).where(CampaignReceipt.contact_id == contact_id, CampaignReceipt.sent_at.is_not(None))
@@ -237,4 +246,4 @@ def last_campaigns(session: Session, contact_id: int, n: int = 3) -> list[Campai
     return list(session.scalars(stmt))
 
 
-__all__ = ["ROLLUPS", "apply", "contact_rollup", "last_campaigns", "rebuild"]
+__all__ = ["ROLLUPS", "apply", "contact_rollup", "last_campaigns", "rebuild", "rollups_of"]

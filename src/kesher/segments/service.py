@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from kesher.accounts.models import Workspace
 from kesher.accounts.service import audit
 from kesher.db.base import utcnow
+from kesher.db.upsert import one_of
 from kesher.errors import Conflict, NotFound, ValidationError
 from kesher.events.lifecycle import get_thresholds
 from kesher.segments import membership
@@ -234,6 +235,18 @@ def segments_of_contact(session: Session, workspace_id: int, contact_id: int) ->
                            .where(Segment.workspace_id == workspace_id, SegmentMember.contact_id == contact_id)
                            .order_by(Segment.name))
     return [(segment, entered_at) for segment, entered_at in rows]
+
+
+def segment_names(session: Session, workspace_id: int, contact_ids: list[int]) -> dict[int, set[str]]:
+    """The names of the segments each of many contacts is in now, in one query (message personalisation)."""
+    if not contact_ids:
+        return {}
+    names: dict[int, set[str]] = {}
+    stmt = (select(SegmentMember.contact_id, Segment.name).join(Segment, Segment.id == SegmentMember.segment_id)
+            .where(Segment.workspace_id == workspace_id, one_of(session, SegmentMember.contact_id, contact_ids)))
+    for contact_id, name in session.execute(stmt):
+        names.setdefault(contact_id, set()).add(name)
+    return names
 
 
 def member_total(session: Session, segment_id: int) -> int:
