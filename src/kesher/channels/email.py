@@ -1,0 +1,149 @@
+"""One email as bytes, ready for SMTP: multipart/alternative, UTF-8, RFC 8058 unsubscribe, DKIM-signed.
+
+The message is written here line by line with the standard library's encoders (`email.header.Header`
+for RFC 2047 words, `email.utils.formataddr`, base64 bodies) rather than through
+`email.message.EmailMessage`: that class parses every header again each time it writes one
+(Content-Type about seven times a message), which costs 0.6-2 ms a message; a campaign to 100,000
+contacts would spend minutes on it. Writing the few headers Kesher sends directly takes tens of
+microseconds, and the tests read every message back with the standard parser and verify its DKIM
+signature with dkimpy.
+
+Bodies are base64, so the message is 7-bit clean: no relay has to re-encode it (which would
+break the DKIM signature), and Hebrew text costs 1.33 bytes a byte instead of quoted-printable's 3.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.header import Header
+from email.utils import format_datetime, formataddr
+
+import dkim as dkimpy
+
+# The transport is channels/smtp.py; the campaigns import the email channel whole from here.
+
+CRLF = "\r\n"
+# Header fields the DKIM signature covers when the message has them (RFC 6376 §5.4.1 recommends
+# From, To, Subject, Date, Message-ID, Reply-To, MIME fields; RFC 8058 §4 asks that both
+# List-Unsubscribe fields be signed, so a relay cannot point the one-click POST elsewhere).
+SIGNED_HEADERS = ("from", "to", "subject", "date", "message-id", "reply-to", "list-unsubscribe",
+                  "list-unsubscribe-post", "feedback-id", "mime-version", "content-type")
+# Written by Kesher itself; a caller's extra header may not replace one of them.
+OWN_HEADERS = frozenset(SIGNED_HEADERS) | {"content-transfer-encoding", "dkim-signature", "return-path"}
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    """A sender's DKIM key: the signing domain (d=), the selector (s=) and the RSA key in PEM."""
+
+    domain: str
+    selector: str
+    private_key_pem: str
+
+
+def _one_line(value: str) -> str:
+    # A template's subject or a sender's name with a line break in it must not start a new header.
+    return " ".join(value.split())
+
+
+def _text_header(name: str, value: str) -> str:
+    """`value` folded under 78 columns; non-ASCII text as RFC 2047 UTF-8 words."""
+    value = _one_line(value)
+    charset = "us-ascii" if value.isascii() else "utf-8"
+    return Header(value, charset, header_name=name).encode(linesep=CRLF)
+
+
+def _ascii_address(address: str) -> str:
+    """An address as headers carry it without SMTPUTF8: the domain in IDNA (punycode)."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise ValueError(f"{address!r}: a non-ASCII local part needs SMTPUTF8, which Kesher does not send")
+    return f"{local}@{domain.encode('idna').decode('ascii')}" if not domain.isascii() else address
+
+
+def _address_header(name: str, display_name: str, address: str) -> str:
+    address = _ascii_address(address)
+    display_name = _one_line(display_name)
+    if not display_name:
+        return address
+    if display_name.isascii():
+        return formataddr((display_name, address))  # quotes a name with specials in it
+    return f"{Header(display_name, 'utf-8', header_name=name).encode(linesep=CRLF)} <{address}>"
+
+
+def _body_part(subtype: str, text: str) -> str:
+    # Text is canonical with CRLF line breaks before it is encoded (RFC 2046 §4.1.1).
+    canonical = CRLF.join(text.splitlines()) + CRLF
+    # One C call encodes it all; lines of 76 (RFC 2045 §6.8) are cut from that, about twice as fast as
+    # `base64.encodebytes`, which encodes line by line.
+    whole = base64.b64encode(canonical.encode("utf-8")).decode("ascii")
+    encoded = "".join(f"{whole[i:i + 76]}{CRLF}" for i in range(0, len(whole), 76))
+    return (f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}'
+            f"Content-Transfer-Encoding: base64{CRLF}{CRLF}{encoded}")
+
+
+def _list_unsubscribe(mailto: str | None, url: str | None) -> list[tuple[str, str]]:
+    """RFC 2369 List-Unsubscribe, and RFC 8058's one-click POST when there is an https address to post to."""
+    uris = [f"<{uri}>" for uri in (mailto and f"mailto:{mailto.removeprefix('mailto:')}", url) if uri]
+    if not uris:
+        return []
+    fields = [("List-Unsubscribe", f",{CRLF} ".join(uris))]
+    if url and url.startswith("https://"):
+        fields.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    return fields
+
+
+def sign(message: bytes, key: DkimKey) -> bytes:
+    """`message` with a DKIM-Signature (rsa-sha256, relaxed/relaxed) over the headers it has of SIGNED_HEADERS."""
+    head = message.split(b"\r\n\r\n", 1)[0].lower()
+    present = [name for name in SIGNED_HEADERS
+               if head.startswith(name.encode() + b":") or b"\r\n" + name.encode() + b":" in head]
+    signature = dkimpy.sign(message, key.selector.encode("ascii"), key.domain.encode("idna"),
+                          key.private_key_pem.encode("ascii"), canonicalize=(b"relaxed", b"relaxed"),
+                          include_headers=[name.encode("ascii") for name in present])
+    return signature + message
+
+
+def build_message(
+    *, subject: str, html: str, text: str, from_name: str, from_email: str, reply_to: str | None, to: str,
+    message_id: str, list_unsubscribe_mailto: str | None, list_unsubscribe_url: str | None,
+    feedback_id: str | None, headers: Mapping[str, str] | None = None, dkim: DkimKey | None,
+) -> bytes:
+    """The message to hand to SMTP: headers, a text then an HTML alternative, and a DKIM signature
+    when the sender has a key.
+
+    `message_id` is written in angle brackets whether or not it comes with them. `headers` are extra
+    ASCII fields (e.g. a provider's tagging header); they may not replace one Kesher writes. There is
+    no Return-Path: the envelope sender (`Outgoing.mail_from`) is where bounces go, and the receiving
+    server writes Return-Path from it (RFC 5321 §4.4 asks the sender not to).
+    """
+    fields: list[tuple[str, str]] = [
+        ("From", _address_header("From", from_name, from_email)),
+        ("To", _ascii_address(to)),
+        ("Subject", _text_header("Subject", subject)),
+        ("Date", format_datetime(datetime.now(UTC))),
+        ("Message-ID", f"<{message_id.strip('<>')}>"),
+    ]
+    if reply_to:
+        fields.append(("Reply-To", _ascii_address(reply_to)))
+    fields += _list_unsubscribe(list_unsubscribe_mailto, list_unsubscribe_url)
+    if feedback_id:
+        fields.append(("Feedback-ID", feedback_id))
+    for name, value in (headers or {}).items():
+        if name.lower() in OWN_HEADERS:
+            raise ValueError(f"the {name} header is written by Kesher")
+        if not (name.isascii() and name.replace("-", "").isalnum()):
+            raise ValueError(f"{name!r} is not a header name")
+        fields.append((name, _text_header(name, value)))
+    boundary = "=_kesher_" + secrets.token_hex(12)  # "=" and "_" never occur inside base64 lines
+    fields += [("MIME-Version", "1.0"), ("Content-Type", f'multipart/alternative;{CRLF} boundary="{boundary}"')]
+    head = "".join(f"{name}: {value}{CRLF}" for name, value in fields)
+    body = (f"--{boundary}{CRLF}{_body_part('plain', text)}"
+            f"--{boundary}{CRLF}{_body_part('html', html)}"
+            f"--{boundary}--{CRLF}")
+    message = (head + CRLF + body).encode("ascii")
+    return sign(message, dkim) if dkim is not None else message

@@ -1,0 +1,355 @@
+"""Handing email to an SMTP server so that each message is sent once, crashes included.
+
+`SmtpPool.deliver` is two-phase. Phase one, on each of the pool's connections at once: MAIL FROM,
+RCPT TO, DATA, then the whole message, but not the `<CRLF>.<CRLF>` that ends it. The caller's
+`commit` then marks the ready messages sent in its database and says which of them may go. Phase
+two: the terminating dot (and the server's final reply) for those, and the end of the transaction
+without a dot for the others. A server takes responsibility for a message only at that dot
+(RFC 5321 §4.1.1.4), so:
+
+- a worker killed before the commit leaves messages no server accepted, safe to send again;
+- a worker killed after the commit has its messages marked sent; each dot is written to the
+  socket at once, so the server gets it even if the process dies a moment later.
+
+At worst a message is lost (killed between commit and dot), never sent twice.
+
+An SMTP connection carries one transaction at a time, so a message held open before the commit
+occupies a connection: `deliver` works in waves of at most `connections` messages, one `commit`
+per wave. A batch no larger than the pool is one wave, and one commit.
+
+A transaction already in DATA cannot be cancelled with RSET (the server would read "RSET" as a line
+of the message). A withheld message's connection is therefore closed without the dot, which makes
+the server discard what it got (RFC 5321 §4.1.1.4 again), and is opened again on its next use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+import aiosmtplib
+from aiosmtplib.errors import SMTPException, SMTPHeloError, SMTPResponseException
+
+log = logging.getLogger("kesher.smtp")
+
+SECURITY = ("none", "starttls", "tls")
+# An envelope address goes into a command line as is: nothing that could end or split the line.
+ENVELOPE_ADDRESS = re.compile(r"^[^\s<>]+@[^\s<>@]+$")
+LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
+LEADING_DOT = re.compile(rb"(?m)^\.")
+END_OF_DATA = b".\r\n"
+
+Status = Literal["sent", "deferred", "failed", "withheld"]
+Commit = Callable[[list[int]], Awaitable[set[int]]]
+
+
+@dataclass
+class Outgoing:
+    """A message to hand over: its outbox id, the envelope (Return-Path and recipient) and its bytes."""
+
+    id: int
+    mail_from: str
+    to: str
+    message: bytes
+
+
+@dataclass
+class Outcome:
+    """What became of one message.
+
+    - `sent`: committed, and its end of data written. `code` is the server's final reply: 250 when
+      it took the message; 4xx or 5xx when it refused it after all (the caller corrects the row it
+      marked sent); None when no reply came (taken as delivered, so it never goes twice).
+    - `deferred`: not delivered, may be sent again (a 4xx, or the connection failed before the end;
+      when that happened after the commit, the caller puts back the row it marked sent).
+    - `failed`: refused with a 5xx before the end of data; must not be sent again.
+    - `withheld`: ready, but `commit` did not allow it; not delivered.
+    """
+
+    id: int
+    status: Status
+    code: int | None = None
+    text: str = ""
+
+
+class NotEnded(Exception):
+    """The connection closed before the terminating dot could be written: the server kept nothing."""
+
+
+class Refused(Exception):
+    """The server answered a command with something other than what lets the transaction go on."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(code, text)
+        self.code, self.text = code, text
+
+    def outcome(self, message_id: int) -> Outcome:
+        return Outcome(message_id, "failed" if 500 <= self.code < 600 else "deferred", self.code, self.text)
+
+
+def data_bytes(message: bytes) -> bytes:
+    """The message as DATA carries it: CRLF line ends, a dot doubled at the start of a line
+    (RFC 5321 §4.5.2), ending in CRLF; without the terminating dot."""
+    data = message
+    # Kesher builds messages with CRLF line ends and base64 bodies, where both rewrites find nothing:
+    # looking in C first spares two regular-expression passes over every message.
+    bare = data.replace(b"\r\n", b"")
+    if b"\n" in bare or b"\r" in bare:
+        data = LINE_ENDINGS.sub(b"\r\n", data)
+    if data.startswith(b".") or b"\n." in data:
+        data = LEADING_DOT.sub(b"..", data)
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+class SmtpConnection:
+    """One SMTP connection that can leave a message's DATA open until told to end it.
+
+    This class is the only code in Kesher that uses aiosmtplib below its documented API, because
+    `SMTP.data()` writes the terminating dot itself. It relies on three things aiosmtplib 4.0 to
+    5.1 have, and tests/channels/test_smtp.py passes with (pyproject.toml pins that range): the
+    `SMTP.protocol` attribute, and on it `SMTPProtocol.write(bytes)`, which writes to the transport,
+    and `SMTPProtocol.read_response(timeout)`, which waits for the next reply. Opening, STARTTLS,
+    AUTH, MAIL, RCPT, the DATA command itself, RSET and QUIT go through the public `SMTP` methods.
+    """
+
+    def __init__(self, client: aiosmtplib.SMTP, timeout: float) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.in_data = False  # DATA accepted and the message written: only the dot or a close may follow
+
+    @property
+    def is_open(self) -> bool:
+        return self.client.is_connected
+
+    async def open(self) -> None:
+        """Connect (with TLS or STARTTLS and AUTH as configured), then greet if that has not happened."""
+        await self.client.connect()
+        if self.client.is_ehlo_or_helo_needed:
+            try:
+                await self.client.ehlo()
+            except SMTPHeloError:
+                await self.client.helo()
+
+    async def start(self, mail_from: str, to: str, data: bytes) -> None:
+        """MAIL, RCPT, DATA, then `data` (already dot-stuffed); raises `Refused` on a 4xx/5xx reply.
+
+        One deadline covers the four steps (one timer instead of one a command: the event loop's
+        timers are a good part of the cost of a message); `TimeoutError` when it passes.
+        """
+        async with asyncio.timeout(self.timeout):
+            await self._start(mail_from, to, data)
+
+    async def _start(self, mail_from: str, to: str, data: bytes) -> None:
+        options: list[bytes] = []
+        if not (mail_from + to).isascii():
+            if not self.client.supports_extension("smtputf8"):
+                raise Refused(553, "the address is not ASCII and the server does not take SMTPUTF8")
+            options = [b"SMTPUTF8"]
+        await self._expect((250,), b"MAIL", b"FROM:<" + mail_from.encode() + b">", *options)
+        await self._expect((250, 251), b"RCPT", b"TO:<" + to.encode() + b">")
+        await self._expect((354,), b"DATA")
+        protocol = self.client.protocol
+        if protocol is None:
+            raise aiosmtplib.SMTPServerDisconnected("connection lost")
+        self.in_data = True
+        protocol.write(data)
+        await self._flushed()
+
+    def end(self) -> None:
+        """Write the terminating dot, at once: it is in the kernel's hands (and reaches the server even if
+        this process dies) before anything else runs. Raises `NotEnded` when the connection was gone
+        before the dot could be written (the message was not delivered)."""
+        self.in_data = False
+        protocol = self.client.protocol
+        try:
+            if protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("connection lost")
+            protocol.write(END_OF_DATA)
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            self.client.close()
+            raise NotEnded(str(exc)) from exc
+
+    async def verdict(self) -> tuple[int, str]:
+        """The server's reply to the end of data; aiosmtplib's errors when it is lost or late."""
+        protocol = self.client.protocol
+        try:
+            if protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("connection lost")
+            reply = await protocol.read_response(timeout=self.timeout)
+        except (SMTPException, OSError):
+            self.client.close()  # the reply was lost or is late: the connection is out of step
+            raise
+        return reply.code, reply.message
+
+    def abandon(self) -> None:
+        """Close the connection without ending DATA: the server discards the unfinished message."""
+        self.in_data = False
+        self.client.close()
+
+    async def reset(self) -> None:
+        await self.client.rset()
+
+    async def quit(self) -> None:
+        try:
+            await self.client.quit(timeout=min(self.timeout, 5.0))
+        except (SMTPException, OSError):
+            self.client.close()
+
+    async def _expect(self, codes: tuple[int, ...], *command: bytes) -> None:
+        reply = await self.client.execute_command(*command, timeout=None)
+        if reply.code not in codes:
+            raise Refused(reply.code, reply.message)
+
+    async def _flushed(self) -> None:
+        """Wait until the message has left for the kernel, so that the dot, written after the commit,
+        goes straight to the socket instead of queueing behind it in this process."""
+        transport = self.client.transport
+        while isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+            await asyncio.sleep(0.001)
+
+
+class SmtpPool:
+    """Connections to one SMTP server, opened when first needed and kept across batches."""
+
+    def __init__(self, host: str, port: int, *, security: str = "none", username: str = "", password: str = "",
+                 connections: int = 8, timeout: float = 30.0, tls_context: ssl.SSLContext | None = None,
+                 local_hostname: str | None = None) -> None:
+        if security not in SECURITY:
+            raise ValueError(f"security must be one of {', '.join(SECURITY)}, not {security!r}")
+        if connections < 1:
+            raise ValueError("connections must be at least 1")
+        self.host, self.port, self.security = host, port, security
+        self.username, self.password = username, password
+        self.connections, self.timeout = connections, timeout
+        self.tls_context, self.local_hostname = tls_context, local_hostname
+        self._pool: list[SmtpConnection] = []
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> SmtpPool:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """QUIT every open connection."""
+        await asyncio.gather(*(c.quit() for c in self._pool if c.is_open))
+        self._pool.clear()
+
+    def _connection(self, local_hostname: str) -> SmtpConnection:
+        client = aiosmtplib.SMTP(
+            hostname=self.host, port=self.port, use_tls=self.security == "tls",
+            start_tls=self.security == "starttls", username=self.username or None,
+            password=self.password or None, timeout=self.timeout, tls_context=self.tls_context,
+            local_hostname=local_hostname,
+        )
+        return SmtpConnection(client, self.timeout)
+
+    async def _connections(self, count: int) -> list[SmtpConnection]:
+        if self.local_hostname is None:
+            self.local_hostname = await asyncio.to_thread(socket.getfqdn)
+        while len(self._pool) < min(count, self.connections):
+            self._pool.append(self._connection(self.local_hostname))
+        return self._pool[:count]
+
+    async def deliver(self, batch: list[Outgoing], commit: Commit) -> list[Outcome]:
+        """Hand `batch` over, committing before any message is final (see the module's docstring).
+
+        `commit(ids)` gets the ids ready to go and returns those that may; it is called once per wave
+        of up to `connections` messages, and not for a wave where nothing got ready. If it raises,
+        the wave's messages are abandoned (the server keeps none of them) and the error propagates.
+        Outcomes come back in the order of `batch`.
+        """
+        async with self._lock:
+            outcomes: dict[int, Outcome] = {}
+            for start in range(0, len(batch), self.connections):
+                wave = batch[start:start + self.connections]
+                outcomes.update(await self._wave(wave, commit))
+            return [outcomes[message.id] for message in batch]
+
+    async def _wave(self, wave: list[Outgoing], commit: Commit) -> dict[int, Outcome]:
+        pairs = list(zip(await self._connections(len(wave)), wave, strict=True))
+        try:
+            started = await asyncio.gather(*(self._start(c, m) for c, m in pairs))
+            outcomes = {o.id: o for o in started if o is not None}
+            ready = [(c, m) for c, m in pairs if m.id not in outcomes]
+            if not ready:
+                return outcomes
+            allowed = await commit([m.id for _, m in ready])
+            # Every dot is written here, with no await between the commit and the last of them: the
+            # moment a message is recorded as sent and the moment it is handed over stay microseconds apart.
+            ended = []
+            for connection, message in ready:
+                if message.id not in allowed:
+                    connection.abandon()
+                    outcomes[message.id] = Outcome(message.id, "withheld")
+                    continue
+                try:
+                    connection.end()
+                except NotEnded as exc:
+                    outcomes[message.id] = Outcome(message.id, "deferred", None,
+                                                   f"connection lost before the end of data: {exc}")
+                    continue
+                ended.append((connection, message))
+            finished = await asyncio.gather(*(self._finish(c, m) for c, m in ended))
+            outcomes.update((o.id, o) for o in finished)
+            return outcomes
+        finally:
+            # Reached with DATA still open only when commit (or the caller) failed: no dot goes out.
+            for connection, _ in pairs:
+                if connection.in_data:
+                    connection.abandon()
+
+    async def _start(self, connection: SmtpConnection, message: Outgoing) -> Outcome | None:
+        """Phase one for one message: None when it waits for its dot, else why it cannot go now."""
+        if not (ENVELOPE_ADDRESS.match(message.mail_from) and ENVELOPE_ADDRESS.match(message.to)):
+            return Outcome(message.id, "failed", None, "the envelope address is not a plain address")
+        data = data_bytes(message.message)
+        while True:
+            reused = connection.is_open
+            try:
+                if not reused:
+                    await connection.open()
+            except (SMTPException, OSError) as exc:  # connecting, STARTTLS or AUTH: not the message's fault
+                connection.abandon()
+                return Outcome(message.id, "deferred", getattr(exc, "code", None), f"cannot connect: {exc}")
+            try:
+                await connection.start(message.mail_from, message.to, data)
+                return None
+            except Refused as refusal:
+                await self._reset(connection)
+                return refusal.outcome(message.id)
+            except SMTPResponseException as exc:
+                await self._reset(connection)
+                return Refused(exc.code, exc.message).outcome(message.id)
+            except (SMTPException, OSError) as exc:
+                connection.abandon()
+                if not reused:
+                    return Outcome(message.id, "deferred", None, f"connection lost before the end of data: {exc}")
+                # A connection kept from an earlier wave may have been closed by the server while idle;
+                # the server accepted nothing of this message, so it is tried once on a fresh connection.
+
+    async def _reset(self, connection: SmtpConnection) -> None:
+        if not connection.is_open:
+            return
+        try:
+            await connection.reset()
+        except (SMTPException, OSError):
+            connection.abandon()
+
+    async def _finish(self, connection: SmtpConnection, message: Outgoing) -> Outcome:
+        try:
+            code, text = await connection.verdict()
+        except (SMTPException, OSError) as exc:
+            # The dot may have arrived: taking the message as sent keeps it from going twice (RFC 1047).
+            log.warning("no reply after the end of data of message %s (%s); taken as sent", message.id, exc)
+            return Outcome(message.id, "sent", None, f"no reply after the end of data ({exc}); taken as sent")
+        return Outcome(message.id, "sent", code, text)

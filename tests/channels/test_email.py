@@ -1,0 +1,113 @@
+"""build_message: the headers receivers need, Hebrew that survives the trip, a DKIM signature that verifies."""
+
+import base64
+import email
+from email import policy
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from kesher.channels.email import DkimKey, build_message
+
+SUBJECT = "מבצע סוף עונה – 20% הנחה על כל הוויטמינים, רק השבוע ורק לחברי המועדון"
+
+
+@pytest.fixture(scope="module")
+def key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def dkim_key(key: rsa.RSAPrivateKey) -> DkimKey:
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    return DkimKey(domain="teva.co.il", selector="k1", private_key_pem=pem)
+
+
+def dns_with(key: rsa.RSAPrivateKey):
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
+        return record if name == b"k1._domainkey.teva.co.il." else None
+
+    return dnsfunc
+
+
+def build(**changes) -> bytes:
+    values = dict(subject=SUBJECT, html="<p dir='rtl'>שלום דנה, <a href='https://teva.co.il'>למבצע</a></p>",
+                  text="שלום דנה,\n.נקודה בתחילת שורה\nלמבצע: https://teva.co.il", from_name="חנות הטבע",
+                  from_email="shop@teva.co.il", reply_to="help@teva.co.il", to="dana@example.com",
+                  message_id="42.abcdefghijklmnop@teva.co.il", list_unsubscribe_mailto="unsubscribe+42@teva.co.il",
+                  list_unsubscribe_url="https://kesher.teva.co.il/u/42-token", feedback_id="9:3:kesher",
+                  dkim=None)
+    values.update(changes)
+    return build_message(**values)
+
+
+def parse(raw: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(raw, policy=policy.default)
+
+
+def test_headers_name_the_sender_the_message_and_the_one_click_unsubscribe():
+    raw = build()
+    message = parse(raw)
+    assert message["From"].addresses[0].display_name == "חנות הטבע"
+    assert message["From"].addresses[0].addr_spec == "shop@teva.co.il"
+    assert message["To"] == "dana@example.com"
+    assert message["Reply-To"] == "help@teva.co.il"
+    assert message["Message-ID"] == "<42.abcdefghijklmnop@teva.co.il>"
+    assert message["Date"].datetime.tzinfo is not None
+    assert message["List-Unsubscribe"] == "<mailto:unsubscribe+42@teva.co.il>, <https://kesher.teva.co.il/u/42-token>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["Feedback-ID"] == "9:3:kesher"
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    assert raw.isascii(), "7-bit clean: no relay re-encodes it and breaks the signature"
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 78
+
+
+def test_hebrew_subject_names_and_bodies_survive_the_round_trip():
+    message = parse(build())
+    assert message["Subject"] == SUBJECT
+    assert message.get_body(("plain",)).get_content() == "שלום דנה,\r\n.נקודה בתחילת שורה\r\nלמבצע: https://teva.co.il\r\n"
+    assert "שלום דנה" in message.get_body(("html",)).get_content()
+    assert b"=?utf-8?b?" in build().split(b"\r\n\r\n")[0]
+
+
+def test_no_https_address_means_no_one_click_header():
+    message = parse(build(list_unsubscribe_url=None))
+    assert message["List-Unsubscribe"] == "<mailto:unsubscribe+42@teva.co.il>"
+    assert message["List-Unsubscribe-Post"] is None
+
+
+def test_a_line_break_in_a_subject_or_name_does_not_make_a_header():
+    message = parse(build(subject="שלום\r\nBcc: everyone@example.com", from_name="חנות\nX-Evil: 1"))
+    assert message["Bcc"] is None and message["X-Evil"] is None
+    assert message["Subject"] == "שלום Bcc: everyone@example.com"
+
+
+def test_extra_headers_are_added_but_may_not_replace_kesher_s_own():
+    assert parse(build(headers={"X-SES-MESSAGE-TAGS": "campaign=9"}))["X-SES-MESSAGE-TAGS"] == "campaign=9"
+    with pytest.raises(ValueError, match="written by Kesher"):
+        build(headers={"List-Unsubscribe": "<https://elsewhere.example>"})
+
+
+def test_dkim_signature_covers_the_unsubscribe_pair_and_verifies(key):
+    raw = build(dkim=dkim_key(key))
+    assert raw.startswith(b"DKIM-Signature:")
+    assert dkim.verify(raw, dnsfunc=dns_with(key))
+    signature = parse(raw)["DKIM-Signature"]
+    signed = {h.strip() for h in signature.split("h=")[1].split(";")[0].split(":")}
+    assert {"from", "to", "subject", "date", "message-id", "list-unsubscribe", "list-unsubscribe-post",
+            "mime-version", "content-type"} <= signed
+    assert "d=teva.co.il" in signature and "s=k1" in signature
+
+
+def test_a_changed_header_or_body_breaks_the_signature(key):
+    raw = build(dkim=dkim_key(key))
+    assert not dkim.verify(raw.replace(b"https://kesher.teva.co.il/u/42-token", b"https://evil.example/u/42-token"),
+                           dnsfunc=dns_with(key))
+    head, body = raw.split(b"\r\n\r\n", 1)
+    assert not dkim.verify(head + b"\r\n\r\n" + body.replace(b"--\r\n", b"--\r\nextra\r\n", 1), dnsfunc=dns_with(key))
