@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from kesher.accounts import service as accounts
 from kesher.accounts.models import Workspace
+from kesher.campaigns import cli as campaign_cli
 from kesher.config import DEFAULT_SECRET, Settings, get_settings
 from kesher.db import Database
 from kesher.db.migrate import upgrade
@@ -43,6 +44,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(events_app, name="events")
 app.add_typer(rollups_app, name="rollups")
 app.add_typer(segment_app, name="segment")
+app.add_typer(campaign_cli.app, name="campaign")
 console = Console()
 err = Console(stderr=True)
 

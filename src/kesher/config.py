@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///var/kesher.db"
     queue: str = Field("sqlite", description="Huey backend: sqlite, redis or immediate")
     queue_path: str = "var/queue.db"
+    queue_name: str = Field("kesher", description="the Redis queue's name: installations sharing one Redis "
+                                                  "need different names")
     redis_url: str = "redis://127.0.0.1:6379/0"
     secret_key: str = DEFAULT_SECRET
     https: bool = Field(False, description="served over HTTPS: session cookies are then sent over HTTPS only")
@@ -51,6 +53,13 @@ class Settings(BaseSettings):
     bounce_port: int = 0
     bounce_domain: str = Field("", description="domain of the Return-Path (bounces+<token>@domain); "
                                                 "default: each sender's own domain")
+    # Campaign sending: messages a worker claims at a time, how long a claim lasts before another worker
+    # may take the messages over (a worker that died), and the first back-off after a temporary failure.
+    send_batch: int = Field(200, ge=1, le=5000)
+    send_lease_seconds: float = Field(300, gt=0)
+    send_retry_seconds: float = Field(60, gt=0)
+    send_passes: int = Field(1, ge=1, le=64, description="workers that share one campaign at a time; set it to the "
+                                                         "number of worker processes (PostgreSQL only)")
     host: str = "127.0.0.1"
     port: int = 8000
     # Set by tests that must fail instead of skipping when PostgreSQL is missing.

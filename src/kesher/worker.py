@@ -46,6 +46,21 @@ def _refresh_segments(database_url: str) -> None:
     log.info("segments refreshed: %s contacts entered, %s left", moves.entered, moves.exited)
 
 
+def _send_campaign(database_url: str, campaign_id: int) -> None:
+    from kesher.campaigns.sending import send_campaign
+    from kesher.config import get_settings
+
+    send_campaign(database(database_url), get_settings(), campaign_id)
+
+
+def _tick_campaigns(database_url: str, start: Any) -> None:
+    from kesher.campaigns.tasks import tick
+    from kesher.config import get_settings
+
+    db = database(database_url)
+    tick(db, start, passes=get_settings().send_passes if db.dialect != "sqlite" else 1)
+
+
 @dataclass(frozen=True)
 class Queue:
     huey: Huey
@@ -60,7 +75,8 @@ def _make_huey(kind: str, location: str) -> Huey:
         Path(location).parent.mkdir(parents=True, exist_ok=True)
         return SqliteHuey("kesher", filename=location)
     if kind == "redis":
-        return RedisHuey("kesher", url=location)
+        url, _, name = location.partition("#")
+        return RedisHuey(name or "kesher", url=url)
     if kind == "immediate":
         return MemoryHuey("kesher", immediate=True)
     raise ValueError(f"KESHER_QUEUE must be sqlite, redis or immediate, not {kind!r}")
@@ -69,7 +85,8 @@ def _make_huey(kind: str, location: str) -> Huey:
 @lru_cache(maxsize=8)
 def _queue(kind: str, location: str, database_url: str, lifecycle_cron: str, segments_cron: str) -> Queue:
     huey = _make_huey(kind, location)
-    tasks = {"import_contacts": huey.task(name="import_contacts", retries=2, retry_delay=5)(_import_contacts)}
+    tasks = {"import_contacts": huey.task(name="import_contacts", retries=2, retry_delay=5)(_import_contacts),
+             "send_campaign": huey.task(name="send_campaign")(_send_campaign)}
 
     # Periodic tasks take no arguments, so this one holds the database it refreshes; the lock
     # keeps a slow run from overlapping the next. A run that loses a deadlock to a concurrent
@@ -93,11 +110,18 @@ def _queue(kind: str, location: str, database_url: str, lifecycle_cron: str, seg
 
         resume_interrupted(database(database_url), lambda job: tasks["import_contacts"](database_url, job))
 
+    # Scheduled campaigns, A/B decisions, and a sending pass for each campaign with due messages that
+    # no worker holds: after a restart this is what takes a campaign up again.
+    @huey.periodic_task(crontab(minute="*"), name="tick_campaigns")
+    def tick_campaigns() -> None:
+        with huey.lock_task("tick_campaigns"):
+            _tick_campaigns(database_url, lambda campaign: tasks["send_campaign"](database_url, campaign))
+
     return Queue(huey, tasks)
 
 
 def queue(settings: Settings) -> Queue:
-    location = {"sqlite": settings.queue_path, "redis": settings.redis_url}.get(settings.queue, "")
+    location = {"sqlite": settings.queue_path, "redis": f"{settings.redis_url}#{settings.queue_name}"}.get(settings.queue, "")
     return _queue(settings.queue, location, settings.database_url, settings.lifecycle_cron, settings.segments_cron)
 
 
@@ -126,10 +150,12 @@ def _resume(settings: Settings) -> None:
     resumed = resume_interrupted(database(url), lambda job: queue(settings).enqueue("import_contacts", url, job))
     if resumed:
         log.info("resumed interrupted imports %s", resumed)
+    _tick_campaigns(url, lambda campaign: queue(settings).enqueue("send_campaign", url, campaign))
 
 
 def run_consumer(settings: Settings, workers: int = 2) -> None:
     """`kesher worker`: run until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
     huey = queue(settings).huey
     _resume(settings)
     Consumer(huey, workers=workers, worker_type="thread").run()

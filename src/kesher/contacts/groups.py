@@ -113,6 +113,12 @@ def all_with_counts(session: Session, workspace_id: int, kind: str) -> list[tupl
     return [(g, n) for g, n in session.execute(stmt)]
 
 
+def members_of(kind: str, group_ids: Iterable[int]) -> Any:
+    """A condition: `contacts.id` is a member of any of these lists (or tags)."""
+    _, member, key = KINDS[kind]
+    return Contact.id.in_(select(member.contact_id).where(getattr(member, key).in_(list(group_ids))))
+
+
 def add_contacts(
     session: Session, workspace_id: int, kind: str, group_id: int, contact_ids: Iterable[int], *, actor: str = "system",
 ) -> int:

@@ -174,6 +174,11 @@ def set_consent(
     return consent
 
 
+def consent_is(channel: str, status: str) -> Any:
+    """`contacts` whose consent on `channel` is `status`, as a condition other packages compose."""
+    return exists().where(Consent.contact_id == Contact.id, Consent.channel == channel, Consent.status == status)
+
+
 # Search -----------------------------------------------------------------------------------------
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from kesher.accounts.service import audit
@@ -45,6 +47,12 @@ def suppress(
 def is_suppressed(session: Session, workspace_id: int, channel: str, address: str) -> bool:
     return session.scalar(select(Suppression.id).where(
         Suppression.workspace_id == workspace_id, Suppression.channel == channel, Suppression.address == address)) is not None
+
+
+def suppressed(workspace_id: int, channel: str, address: Any) -> Any:
+    """A condition: `address` (a column or value, normalised) is suppressed on `channel`."""
+    return exists().where(Suppression.workspace_id == workspace_id, Suppression.channel == channel,
+                          Suppression.address == address)
 
 
 def list_suppressions(

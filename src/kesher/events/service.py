@@ -132,6 +132,22 @@ def clicked_links(session: Session, workspace_id: int, limit: int = 1000) -> lis
     return sorted(links, key=lambda link: (-latest[link.campaign_id].timestamp(), link.campaign_id, -link.clicks))
 
 
+def campaign_responders(workspace_id: int, campaign_id: str, event_type: str, *, human_only: bool = True) -> Any:
+    """The contacts who did `event_type` (email_opened, email_clicked) in a campaign, as a subquery;
+    opens and clicks marked `machine` (privacy proxies, link scanners) left out when `human_only`."""
+    where = [Event.workspace_id == workspace_id, Event.type == event_type, Event.campaign_id == campaign_id]
+    if human_only:
+        machine = Event.properties["machine"].as_boolean()
+        where.append(or_(machine.is_(None), machine.is_(False)))
+    return select(Event.contact_id).where(*where).distinct()
+
+
+def purchases_since(workspace_id: int, since: datetime) -> Any:
+    """Purchases (contact, time, amount in agorot) from `since`, as a subquery for attribution."""
+    return select(Event.contact_id, Event.ts, Event.amount_minor).where(
+        Event.workspace_id == workspace_id, Event.type == "purchase", Event.ts >= since)
+
+
 # A contact's stats ------------------------------------------------------------------------------
 
 

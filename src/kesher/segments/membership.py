@@ -303,9 +303,9 @@ def refresh_all(db: Database, now: datetime | None = None) -> Moves:
     return moves
 
 
-def members_of(segment_id: int) -> Any:
-    """`contacts.id IN (members of the segment)`, for the contacts package's filters and exports."""
-    return CONTACTS.c.id.in_(select(MEMBERS.c.contact_id).where(MEMBERS.c.segment_id == segment_id))
+def members_of(*segment_ids: int) -> Any:
+    """`contacts.id IN (members of any of the segments)`, for filters, exports and campaign audiences."""
+    return CONTACTS.c.id.in_(select(MEMBERS.c.contact_id).where(MEMBERS.c.segment_id.in_(segment_ids)))
 
 
 __all__ = ["Moves", "contacts_changed", "count", "matching", "members_of", "on_change", "refresh", "refresh_all", "sample"]

@@ -1,0 +1,222 @@
+"""A campaign to a large audience, rendered and handed to a local SMTP server by one worker process.
+
+    .venv/bin/python bench/sending.py                          # 1,000,000 recipients, SQLite
+    .venv/bin/python bench/sending.py --recipients 50000 --backend postgresql
+    .venv/bin/python bench/sending.py --recipients 20000 --dkim # with RSA-2048 DKIM signatures
+
+What is measured is Kesher's own pipeline without the network: claim from the outbox, the policy
+gate at send time, personalisation data, rendering (Jinja2 sandbox, CSS inlining, text part, link
+tracking), MIME building, the two-phase SMTP hand-over to a sink on loopback (in a separate process,
+which accepts and discards), recording `sent` before each end-of-data, and the `email_sent` events.
+Targets (issue 5): 2,000 messages/s per process, peak RSS under 200 MB whatever the audience size.
+
+The audience is built directly in the database (contacts with email consent in one list), then the
+campaign is created and sent through the same services the API uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+from sqlalchemy import insert
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import drop_database, fresh_database, machine  # noqa: E402
+
+from kesher.accounts import service as accounts  # noqa: E402
+from kesher.accounts.models import Workspace  # noqa: E402
+from kesher.campaigns import service  # noqa: E402
+from kesher.campaigns.schemas import CampaignIn  # noqa: E402
+from kesher.campaigns.sending import Pass  # noqa: E402
+from kesher.channels import senders  # noqa: E402
+from kesher.config import Settings  # noqa: E402
+from kesher.contacts import groups  # noqa: E402
+from kesher.contacts.models import Consent, Contact, ListMembership  # noqa: E402
+from kesher.db import Database  # noqa: E402
+from kesher.db.migrate import upgrade  # noqa: E402
+
+CHUNK = 20_000
+FIRST_NAMES = ["דנה", "יוסי", "מרים", "אברהם", "שרה", "משה", "רחל", "דוד", "נועה", "איתי"]
+CITIES = ["תל אביב", "חיפה", "ירושלים", "באר שבע", "נתניה"]
+NEWSLETTER = """<style>
+  .hero { background: #f4efe6; padding: 24px; border-radius: 8px; }
+  .hero h1 { color: #2d3a4a; font-size: 26px; margin: 0 0 8px; }
+  .cta { background: #c0392b; color: #ffffff; padding: 12px 22px; border-radius: 6px; text-decoration: none; }
+  .product td { padding: 8px; border-bottom: 1px solid #eee; }
+  p { line-height: 1.6; font-size: 16px; }
+</style>
+<div class="hero">
+  <h1>שלום [[שם פרטי|חבר/ה]], החורף הגיע</h1>
+  <p>אספנו בשבילך את מה שהכי עוזר בימים הקרים: ויטמין D, שמיכות חימום ונעלי בית נגד החלקה.</p>
+  <p><a class="cta" href="https://shop.example.co.il/winter">לכל מבצעי החורף</a></p>
+</div>
+{% for i in range(8) %}
+<table class="product" width="100%"><tr>
+  <td><img src="https://shop.example.co.il/img/p{{ i }}.jpg" alt="מוצר {{ i }}" width="120"></td>
+  <td><p><strong>מוצר חורף מספר {{ i }}</strong> — תיאור קצר של המוצר, למה הוא טוב לקשישים ולמשפחות שלהם,
+      ואיך משתמשים בו נכון כדי ליהנות ממנו לאורך זמן. משלוח חינם מעל 200 ש"ח.</p>
+      <p><a href="https://shop.example.co.il/p/{{ i }}">לפרטים ולהזמנה</a></p></td>
+</tr></table>
+{% endfor %}
+<p>{{ contact.city | default("") }} — יש לנו משלוחים לכל הארץ. שאלות? פשוט עונים למייל הזה.</p>
+"""
+# A sink that speaks just enough SMTP to take messages and discard them, cheaply: aiosmtpd reads a
+# message line by line in Python and would be the slower side of the benchmark, not Kesher.
+SINK = """
+import asyncio, sys
+count = 0
+class Sink(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.t, self.buf, self.data = transport, b"", False
+        transport.write(b"220 sink ESMTP\\r\\n")
+    def data_received(self, chunk):
+        global count
+        self.buf += chunk
+        while True:
+            if self.data:
+                end = self.buf.find(b"\\r\\n.\\r\\n")
+                if end < 0:
+                    self.buf = self.buf[-4:]  # a terminator may be split between two reads
+                    return
+                self.buf, self.data = self.buf[end + 5:], False
+                count += 1
+                self.t.write(b"250 2.0.0 OK\\r\\n")
+                continue
+            line, sep, rest = self.buf.partition(b"\\r\\n")
+            if not sep:
+                return
+            self.buf = rest
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                self.t.write(b"250-sink\\r\\n250 8BITMIME\\r\\n")
+            elif verb == b"DATA":
+                self.data = True
+                self.buf = b"\\r\\n" + self.buf
+                self.t.write(b"354 go on\\r\\n")
+            elif verb == b"QUIT":
+                self.t.write(b"221 bye\\r\\n")
+                self.t.close()
+                return
+            else:
+                self.t.write(b"250 OK\\r\\n")
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Sink, "127.0.0.1", int(sys.argv[1]))
+    print("ready", flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)
+    server.close()
+    print(count, flush=True)
+asyncio.run(main())
+"""
+
+
+def build_audience(db: Database, n: int) -> tuple[int, int, int]:
+    """A workspace, a sender and a list of `n` contacts with email consent; (workspace, sender, list) ids."""
+    now = datetime.now(UTC)
+    with db.session() as session:
+        workspace = accounts.create_workspace(session, "Bench shop")
+        sender = senders.create_sender(session, workspace.id, name="חנות הדוגמה", email="news@shop.example.co.il",
+                                       address="רחוב הרצל 1, תל אביב")
+        the_list = groups.create(session, workspace.id, "list", "newsletter")
+        ids = (workspace.id, sender.id, the_list.id)
+    ws, _, list_id = ids
+    for start in range(1, n + 1, CHUNK):
+        rows = range(start, min(start + CHUNK, n + 1))
+        with db.session() as session:
+            session.execute(insert(Contact), [
+                {"id": i, "workspace_id": ws, "email": f"person{i}@example.com", "first_name": FIRST_NAMES[i % 10],
+                 "city": CITIES[i % 5], "language": "he", "timezone": "Asia/Jerusalem", "created_at": now,
+                 "updated_at": now} for i in rows])
+            session.execute(insert(Consent), [
+                {"contact_id": i, "channel": "email", "workspace_id": ws, "status": "granted", "source": "bench",
+                 "changed_at": now} for i in rows])
+            session.execute(insert(ListMembership), [
+                {"list_id": list_id, "contact_id": i, "workspace_id": ws, "added_at": now} for i in rows])
+    return ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--recipients", type=int, default=1_000_000)
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--dkim", action="store_true", help="sign every message (RSA-2048, dkimpy)")
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args()
+
+    print(f"machine: {machine()}")
+    print(f"recipients: {args.recipients:,} on {args.backend}; DKIM {'on' if args.dkim else 'off'}")
+    url = fresh_database(args.backend)
+    db = Database(url)
+    upgrade(db.engine)
+    port = 20000 + (psutil.Process().pid % 20000)
+    sink = subprocess.Popen([sys.executable, "-c", SINK, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
+        started = time.perf_counter()
+        ws, sender_id, list_id = build_audience(db, args.recipients)
+        print(f"audience built in {time.perf_counter() - started:.1f} s")
+        with db.session() as session:
+            workspace = session.get_one(Workspace, ws)
+            if args.dkim:
+                senders.generate_dkim_key(session, ws, sender_id, "bench")
+            campaign = service.create_campaign(session, workspace, CampaignIn.model_validate({
+                "name": "winter", "sender_id": sender_id, "audience": {"lists": [list_id]},
+                "variants": [{"subject": "פרסומת: מבצעי החורף כבר כאן", "html": NEWSLETTER}]}))
+            campaign_id = campaign.id
+        started = time.perf_counter()
+        with db.session() as session:
+            service.send(session, session.get_one(Workspace, ws), campaign_id)
+        print(f"outbox written (audience through the policy gate, one INSERT ... SELECT): "
+              f"{time.perf_counter() - started:.1f} s")
+
+        settings = Settings(database_url=url, smtp_port=port, secret_key="bench-secret", public_url="https://kesher.example",
+                            send_batch=args.batch, smtp_connections=args.connections)
+        process = psutil.Process()
+        samples: list[tuple[float, float]] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.5):
+                samples.append((time.perf_counter(), process.memory_info().rss / 2**20))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        rss_before = process.memory_info().rss / 2**20
+        sampler.start()
+        started = time.perf_counter()
+        report = asyncio.run(Pass(db, settings, campaign_id).run())
+        elapsed = time.perf_counter() - started
+        done.set()
+        sampler.join()
+    finally:
+        if sink.poll() is None and sink.stdin is not None:
+            sink.stdin.close()
+        received = sink.stdout.read().strip() if sink.stdout else "?"
+        sink.wait(timeout=30)
+        db.dispose()
+        if not args.keep:
+            drop_database(url)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"sent {report.sent:,} (sink received {received}), deferred {report.deferred}, failed {report.failed}, "
+          f"skipped {report.skipped}")
+    print(f"sending: {elapsed:.1f} s, {report.sent / elapsed:,.0f} messages/s (target 2,000)")
+    print(f"RSS: {rss_before:.0f} MB before sending, peak {peak:.0f} MB (target under 200 MB)")
+    if samples:
+        t0 = samples[0][0]
+        marks = [samples[int(len(samples) * q)] for q in (0.1, 0.25, 0.5, 0.75)] + [samples[-1]]
+        print("RSS while sending: " + ", ".join(f"{t - t0:.0f} s {mb:.0f} MB" for t, mb in marks))
+
+
+if __name__ == "__main__":
+    main()

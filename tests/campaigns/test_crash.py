@@ -1,0 +1,122 @@
+"""Exactly once across crashes and processes: real `kesher worker` processes, killed with SIGKILL.
+
+On SQLite the worker uses the SQLite queue; on PostgreSQL two workers share Redis as their queue
+and one campaign.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kesher.accounts.models import Workspace
+from kesher.campaigns import service
+from kesher.campaigns.models import Campaign
+
+from .conftest import make_campaign
+
+pytestmark = pytest.mark.xdist_group("worker-processes")
+KESHER = [sys.executable, "-c", "from kesher.cli import app; app()"]
+
+
+def _env(database, smtp_server, tmp_path: Path) -> dict[str, str]:
+    env = {**os.environ, "KESHER_DATABASE_URL": database.url, "KESHER_SMTP_PORT": str(smtp_server.port),
+           "KESHER_SECRET_KEY": "test-secret", "KESHER_SEND_LEASE_SECONDS": "2", "KESHER_SEND_BATCH": "10",
+           "KESHER_SMTP_CONNECTIONS": "2", "KESHER_PUBLIC_URL": "https://kesher.test",
+           "KESHER_IMPORT_DIR": str(tmp_path / "imports")}
+    if database.dialect == "sqlite":
+        env |= {"KESHER_QUEUE": "sqlite", "KESHER_QUEUE_PATH": str(tmp_path / "queue.db")}
+    else:
+        env |= {"KESHER_QUEUE": "redis", "KESHER_QUEUE_NAME": f"kesher-test-{uuid.uuid4().hex[:8]}",
+                "KESHER_SEND_PASSES": "2"}
+    return env
+
+
+def _worker(env: dict[str, str], tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    log = tmp_path / f"{name}.log"
+    process = subprocess.Popen([*KESHER, "worker", "--workers", "1"], env=env, cwd=tmp_path,
+                               stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return process, log
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _status(database, campaign_id: int) -> str:
+    with database.session() as session:
+        return session.get_one(Campaign, campaign_id).status
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_a_worker_killed_mid_campaign_and_restarted_sends_everyone_exactly_once(
+        database, workspace, smtp_server, tmp_path) -> None:
+    total = 120
+    with database.session() as session:
+        campaign_id, _ = make_campaign(session, workspace, total)
+        service.send(session, session.get_one(Workspace, workspace.id), campaign_id)
+    smtp_server.delay = 0.02  # about a second and a half of sending on two connections
+    env = _env(database, smtp_server, tmp_path)
+    first, _ = _worker(env, tmp_path, "first")
+    try:
+        _wait(lambda: len(smtp_server.received) >= 30, 60, "the first messages")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    at_kill = len(smtp_server.received)
+    assert at_kill < total, "the worker finished before it could be killed"
+    second, log = _worker(env, tmp_path, "second")
+    try:
+        _wait(lambda: _status(database, campaign_id) == "sent", 90, f"the campaign to finish ({log.read_text()[-2000:]})")
+    finally:
+        _stop(second)
+    counts = smtp_server.counts()
+    assert len(counts) == total, f"{total - len(counts)} recipients never received it"
+    assert set(counts.values()) == {1}, f"duplicates: {[a for a, n in counts.items() if n > 1]}"
+
+
+def test_two_workers_share_one_campaign_without_duplicates(database, workspace, smtp_server, tmp_path) -> None:
+    if database.dialect != "postgresql":
+        pytest.skip("several worker processes on one campaign is the PostgreSQL + Redis set-up")
+    total = 200
+    with database.session() as session:
+        campaign_id, _ = make_campaign(session, workspace, total)
+        service.send(session, session.get_one(Workspace, workspace.id), campaign_id)
+    smtp_server.delay = 0.02
+    env = _env(database, smtp_server, tmp_path)
+    workers = [_worker(env, tmp_path, f"w{i}") for i in range(2)]
+    try:
+        _wait(lambda: _status(database, campaign_id) == "sent", 120, "the campaign to finish")
+    finally:
+        for process, _ in workers:
+            _stop(process)
+    counts = smtp_server.counts()
+    assert len(counts) == total and set(counts.values()) == {1}
+    sent_by = []
+    for _, log in workers:
+        reports = re.findall(rf"campaign {campaign_id}: Report\(sent=(\d+)", log.read_text())
+        sent_by.append(sum(int(n) for n in reports))
+    assert sum(sent_by) == total
+    assert all(n > 0 for n in sent_by), f"one worker did all the sending: {sent_by}"
