@@ -16,11 +16,13 @@ BENCHES = {
     "import_contacts.py": ["--contacts", "1000000"],
     "ingest_events.py": ["--contacts", "100000", "--events", "1000000"],
     "segments.py": ["--contacts", "1000000", "--events", "10000000"],
+    "sending.py": ["--recipients", "1000000"],
 }
 QUICK = {
     "import_contacts.py": ["--contacts", "100000"],
     "ingest_events.py": ["--contacts", "10000", "--events", "100000"],
     "segments.py": ["--contacts", "20000", "--events", "200000"],
+    "sending.py": ["--recipients", "20000"],
 }
 
 

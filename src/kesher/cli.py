@@ -149,6 +149,11 @@ def demo(
     if access.api_key:
         console.print(f"API key (shown once, store it now): {access.api_key}", soft_wrap=True)
     if serve_after:
+        if settings.smtp_host in ("127.0.0.1", "localhost") and not settings.smtp_username:
+            # No mail server configured: campaigns go to the local sink, and the UI's Mailbox shows them.
+            settings = settings.model_copy(update={"mail_sink": True})
+            console.print(f"mail sink: every email sent goes to {settings.smtp_host}:{settings.smtp_port} "
+                          "and shows under Campaigns > Mailbox")
         _serve(settings, db)
 
 

@@ -140,7 +140,17 @@ def start_consumer(settings: Settings, workers: int = 2) -> Consumer | None:
     consumer = InProcessConsumer(huey, workers=workers, worker_type="thread")
     consumer.start()
     _resume(settings)
+    _listen_for_bounces(settings)
     return consumer
+
+
+def _listen_for_bounces(settings: Settings) -> None:
+    """Take bounces, complaints and unsubscribe mails by SMTP when `bounce_port` is set (it stays up
+    for the life of the process)."""
+    if settings.bounce_port:
+        from kesher.channels.dsn import start_bounce_listener
+
+        start_bounce_listener(settings, database(settings.database_url))
 
 
 def _resume(settings: Settings) -> None:
@@ -158,4 +168,5 @@ def run_consumer(settings: Settings, workers: int = 2) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
     huey = queue(settings).huey
     _resume(settings)
+    _listen_for_bounces(settings)
     Consumer(huey, workers=workers, worker_type="thread").run()

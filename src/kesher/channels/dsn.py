@@ -128,7 +128,11 @@ class ReceiveReports:
         return "250 2.0.0 report received"
 
     def receive(self, recipients: list[str], content: bytes) -> None:
-        """Apply the mail's reports; the address it was sent to (`bounces+<token>@`) names the message first."""
+        """Apply the mail's reports; the address it was sent to (`bounces+<token>@`) names the message first.
+        A mail to `unsubscribe+<token>@` (the mailto of List-Unsubscribe) unsubscribes that message's contact."""
+        if any(r.lower().startswith("unsubscribe+") for r in recipients):
+            self.unsubscribe(recipients)
+            return
         reports = read_reports(content)
         with self.database.session() as session:
             for report in reports:
@@ -137,6 +141,24 @@ class ReceiveReports:
                 if record_report(session, report, self.secret, source=source) is None:
                     log.info("a %s report about %r names no message sent by Kesher; dropped", report.kind,
                              report.address)
+
+    def unsubscribe(self, recipients: list[str]) -> None:
+        from kesher.channels import outbox
+        from kesher.contacts.service import contact_detail
+        from kesher.messages import preferences
+        from kesher.messages.tracking import BadToken, Tracking
+
+        tokens = Tracking("", self.secret)
+        with self.database.session() as session:
+            for address in recipients:
+                try:
+                    message = outbox.find(session, tokens.read_unsubscribe_address(address))
+                except BadToken:
+                    log.info("an unsubscribe mail to %r carries no valid token; ignored", address)
+                    continue
+                if message is not None:
+                    detail = contact_detail(session, message.workspace_id, message.contact_id)
+                    preferences.unsubscribe(session, message, detail, source="unsubscribe_mail")
 
 
 def start_bounce_listener(settings: Settings, database: Database, *, hostname: str = "0.0.0.0") -> Controller:

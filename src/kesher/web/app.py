@@ -24,7 +24,11 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        consumer = None
+        consumer = sink = None
+        if settings.mail_sink:
+            from kesher.channels.sink import start_sink
+
+            sink = start_sink(settings, database)
         if with_worker:
             from kesher.worker import start_consumer
 
@@ -32,6 +36,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         yield
         if consumer is not None:
             consumer.stop(graceful=True)
+        if sink is not None:
+            sink.stop()
 
     app = FastAPI(
         title="Kesher", version=__version__, lifespan=lifespan,
@@ -49,12 +55,19 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
 def _include_routers(app: FastAPI) -> None:
     from kesher.accounts import views as account_views
+    from kesher.channels import api as channels_api
+    from kesher.channels import hooks as channel_hooks
     from kesher.contacts import api as contacts_api
     from kesher.contacts import views as contact_views
     from kesher.events import catalogue_api, catalogue_views, webhooks
     from kesher.events import api as events_api
     from kesher.events import tracking_api
     from kesher.events import views as event_views
+    from kesher.messages import api as templates_api
+    from kesher.messages import public as message_links
+    from kesher.campaigns import api as campaigns_api
+    from kesher.campaigns import views as campaign_views
+    from kesher.channels import views as channel_views
     from kesher.segments import api as segments_api
     from kesher.segments import views as segment_views
 
@@ -70,3 +83,10 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(event_views.router)
     app.include_router(segments_api.router, prefix=API_PREFIX)
     app.include_router(segment_views.router)
+    app.include_router(templates_api.router, prefix=API_PREFIX)
+    app.include_router(channels_api.router, prefix=API_PREFIX)
+    app.include_router(channel_hooks.router)
+    app.include_router(message_links.router)
+    app.include_router(campaigns_api.router, prefix=API_PREFIX)
+    app.include_router(campaign_views.router)
+    app.include_router(channel_views.router)
