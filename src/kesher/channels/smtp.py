@@ -162,10 +162,15 @@ class SmtpConnection:
         protocol.write(data)
         await self._flushed()
 
-    def end(self) -> None:
-        """Write the terminating dot, at once: it is in the kernel's hands (and reaches the server even if
-        this process dies) before anything else runs. Raises `NotEnded` when the connection was gone
-        before the dot could be written (the message was not delivered)."""
+    async def finish(self) -> tuple[int, str]:
+        """Write the terminating dot and read the server's verdict on the message.
+
+        The write and the start of the read happen in one step, with no await between them:
+        aiosmtplib only keeps a reply that arrives while a read is pending.
+
+        Raises `NotEnded` when the connection was gone before the dot could be written (the message
+        was not delivered), and aiosmtplib's errors when the reply after the dot is lost or late.
+        """
         self.in_data = False
         protocol = self.client.protocol
         try:
@@ -175,13 +180,7 @@ class SmtpConnection:
         except aiosmtplib.SMTPServerDisconnected as exc:
             self.client.close()
             raise NotEnded(str(exc)) from exc
-
-    async def verdict(self) -> tuple[int, str]:
-        """The server's reply to the end of data; aiosmtplib's errors when it is lost or late."""
-        protocol = self.client.protocol
         try:
-            if protocol is None:
-                raise aiosmtplib.SMTPServerDisconnected("connection lost")
             reply = await protocol.read_response(timeout=self.timeout)
         except (SMTPException, OSError):
             self.client.close()  # the reply was lost or is late: the connection is out of step
@@ -284,22 +283,14 @@ class SmtpPool:
             if not ready:
                 return outcomes
             allowed = await commit([m.id for _, m in ready])
-            # Every dot is written here, with no await between the commit and the last of them: the
-            # moment a message is recorded as sent and the moment it is handed over stay microseconds apart.
-            ended = []
             for connection, message in ready:
                 if message.id not in allowed:
                     connection.abandon()
                     outcomes[message.id] = Outcome(message.id, "withheld")
-                    continue
-                try:
-                    connection.end()
-                except NotEnded as exc:
-                    outcomes[message.id] = Outcome(message.id, "deferred", None,
-                                                   f"connection lost before the end of data: {exc}")
-                    continue
-                ended.append((connection, message))
-            finished = await asyncio.gather(*(self._finish(c, m) for c, m in ended))
+            # The dots are written by the first step of each task, all before the event loop next looks
+            # at any socket: the moment a message is recorded as sent and the moment it is handed over
+            # stay microseconds apart.
+            finished = await asyncio.gather(*(self._finish(c, m) for c, m in ready if m.id in allowed))
             outcomes.update((o.id, o) for o in finished)
             return outcomes
         finally:
@@ -347,7 +338,9 @@ class SmtpPool:
 
     async def _finish(self, connection: SmtpConnection, message: Outgoing) -> Outcome:
         try:
-            code, text = await connection.verdict()
+            code, text = await connection.finish()
+        except NotEnded as exc:
+            return Outcome(message.id, "deferred", None, f"connection lost before the end of data: {exc}")
         except (SMTPException, OSError) as exc:
             # The dot may have arrived: taking the message as sent keeps it from going twice (RFC 1047).
             log.warning("no reply after the end of data of message %s (%s); taken as sent", message.id, exc)
