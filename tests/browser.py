@@ -46,3 +46,14 @@ def logged_in(app, database, workspace, start: str, browser: type[Browser] = Bro
         assert page.post("/login", {"email": email, "password": PASSWORD, "next": start}).status_code == 303
         page.get(start)
         yield page
+
+
+def sign_in(page, server: str, email: str, path: str) -> None:  # type: ignore[no-untyped-def]
+    """Log a Playwright page in through the Hebrew login form, landing on `path`."""
+    from playwright.sync_api import expect
+
+    page.goto(f"/login?next={path}")
+    page.get_by_label("אימייל").fill(email)
+    page.get_by_label("סיסמה").fill(PASSWORD)
+    page.get_by_role("button", name="כניסה").click()
+    expect(page).to_have_url(f"{server}{path}")

@@ -22,7 +22,7 @@ from kesher.contacts import groups
 from kesher.contacts.service import save_contact, set_consent
 from kesher.db import Database
 from kesher.db.migrate import upgrade
-from tests.browser import PASSWORD, logged_in
+from tests.browser import PASSWORD, logged_in, sign_in
 from tests.campaigns.conftest import BODY, SmtpServer
 
 PARTIAL = {"HX-Request": "true"}
@@ -389,11 +389,7 @@ def test_write_a_campaign_watch_the_count_and_the_checks(chromium, server: str) 
         page.set_default_timeout(15_000)
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto("/login?next=/campaigns")
-        page.get_by_label("אימייל").fill(EMAIL)
-        page.get_by_label("סיסמה").fill(PASSWORD)
-        page.get_by_role("button", name="כניסה").click()
-        expect(page).to_have_url(f"{server}/campaigns")
+        sign_in(page, server, EMAIL, "/campaigns")
         page.get_by_role("link", name="קמפיין חדש").click()
 
         count = page.locator("#audience-count")

@@ -22,7 +22,7 @@ from kesher.db.migrate import upgrade
 from kesher.events.ingest import ingest
 from kesher.segments import service as segments
 from kesher.segments.models import Segment
-from tests.browser import PASSWORD, Browser as PageBrowser, logged_in
+from tests.browser import PASSWORD, Browser as PageBrowser, logged_in, sign_in
 
 PARTIAL = {"HX-Request": "true"}
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -365,11 +365,7 @@ def test_build_a_nested_rule_watch_the_count_and_save(chromium, server: str) -> 
         page.set_default_timeout(15_000)
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto("/login?next=/segments")
-        page.get_by_label("אימייל").fill(EMAIL)
-        page.get_by_label("סיסמה").fill(PASSWORD)
-        page.get_by_role("button", name="כניסה").click()
-        expect(page).to_have_url(f"{server}/segments")
+        sign_in(page, server, EMAIL, "/segments")
         page.get_by_role("link", name="פלח חדש").click()
         count = page.locator("#preview-count")
         expect(count).to_have_text("הוסיפו תנאי כדי להתחיל.")

@@ -46,6 +46,8 @@ class OutboxMessage(Base):
         Index("ix_outbox_status_due", "status", "not_before"),
         Index("ix_outbox_campaign_sent", "campaign_id", "sent_at"),
         Index("ix_outbox_contact_sent", "contact_id", "sent_at"),
+        # Sent and failed messages whose event is not stored yet: found without reading the sent ones.
+        Index("ix_outbox_campaign_unrecorded", "campaign_id", "recorded", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, String, and_, func, literal, or_, select, update
+from sqlalchemy import Select, String, and_, false, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from kesher.channels.models import OutboxMessage
@@ -52,23 +52,27 @@ def enqueue(session: Session, rows: Select[Any]) -> int:
     return int(session.scalar(select(func.count()).select_from(written)) or 0)
 
 
-def _claimable(now: datetime) -> Any:
-    return or_(and_(OUTBOX.c.status == "queued", OUTBOX.c.not_before <= now),
-               and_(OUTBOX.c.status == "sending", OUTBOX.c.claimed_until < now))
-
-
 def claim(session: Session, campaign_id: int, token: str, *, limit: int, lease: timedelta, now: datetime) -> list[Claimed]:
-    """Take up to `limit` due messages of the campaign for this worker (`token`) until now + lease."""
-    if limit <= 0:
-        return []
-    due = (select(OUTBOX.c.id).where(OUTBOX.c.campaign_id == campaign_id, _claimable(now))
-           .order_by(OUTBOX.c.id).limit(limit).with_for_update(skip_locked=True))
-    rows = session.execute(
-        update(OUTBOX).where(OUTBOX.c.id.in_(due))
-        .values(status="sending", claim_token=token, claimed_until=now + lease)
-        .returning(OUTBOX.c.id, OUTBOX.c.workspace_id, OUTBOX.c.key, OUTBOX.c.campaign_id, OUTBOX.c.variant,
-                   OUTBOX.c.contact_id, OUTBOX.c.address, OUTBOX.c.attempts)).all()
-    return sorted((Claimed(*row) for row in rows), key=lambda c: c.id)
+    """Take up to `limit` due messages of the campaign for this worker (`token`) until now + lease.
+
+    Claims a dead worker left first (they are few), then queued messages in the order they fall due,
+    the order of the index on (campaign_id, status, not_before): a batch costs the same whether ten
+    messages wait or a million.
+    """
+    taken: list[Claimed] = []
+    for status, due, order in (("sending", OUTBOX.c.claimed_until < now, OUTBOX.c.claimed_until),
+                               ("queued", OUTBOX.c.not_before <= now, OUTBOX.c.not_before)):
+        if len(taken) >= limit:
+            break
+        ids = (select(OUTBOX.c.id).where(OUTBOX.c.campaign_id == campaign_id, OUTBOX.c.status == status, due)
+               .order_by(order).limit(limit - len(taken)).with_for_update(skip_locked=True))
+        rows = session.execute(
+            update(OUTBOX).where(OUTBOX.c.id.in_(ids))
+            .values(status="sending", claim_token=token, claimed_until=now + lease)
+            .returning(OUTBOX.c.id, OUTBOX.c.workspace_id, OUTBOX.c.key, OUTBOX.c.campaign_id, OUTBOX.c.variant,
+                       OUTBOX.c.contact_id, OUTBOX.c.address, OUTBOX.c.attempts)).all()
+        taken += (Claimed(*row) for row in rows)
+    return sorted(taken, key=lambda c: c.id)
 
 
 def _mine(ids: Iterable[int], token: str) -> Any:
@@ -196,7 +200,7 @@ def unrecorded(session: Session, campaign_id: int, limit: int = 1000) -> list[An
     return list(session.execute(select(OUTBOX.c.id, OUTBOX.c.workspace_id, OUTBOX.c.key, OUTBOX.c.contact_id,
                                        OUTBOX.c.status, OUTBOX.c.sent_at, OUTBOX.c.message_id, OUTBOX.c.error,
                                        OUTBOX.c.variant, OUTBOX.c.address)
-                                .where(OUTBOX.c.campaign_id == campaign_id, OUTBOX.c.recorded.is_(False),
+                                .where(OUTBOX.c.campaign_id == campaign_id, OUTBOX.c.recorded == false(),
                                        OUTBOX.c.status.in_(("sent", "failed")))
                                 .order_by(OUTBOX.c.id).limit(limit)).all())
 
