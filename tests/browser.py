@@ -57,3 +57,13 @@ def sign_in(page, server: str, email: str, path: str) -> None:  # type: ignore[n
     page.get_by_label("סיסמה").fill(PASSWORD)
     page.get_by_role("button", name="כניסה").click()
     expect(page).to_have_url(f"{server}{path}")
+
+
+def hebrew_page(playwright, chromium, server: str):  # type: ignore[no-untyped-def]
+    """A new page of a desktop-sized Hebrew browser on `server`, and the list its script errors go to."""
+    browser = playwright.chromium.launch(**chromium)
+    page = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900}, locale="he-IL").new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return page, errors

@@ -22,7 +22,7 @@ from kesher.contacts import groups
 from kesher.contacts.service import save_contact, set_consent
 from kesher.db import Database
 from kesher.db.migrate import upgrade
-from tests.browser import PASSWORD, logged_in, sign_in
+from tests.browser import PASSWORD, logged_in, hebrew_page, sign_in
 from tests.campaigns.conftest import BODY, SmtpServer
 
 PARTIAL = {"HX-Request": "true"}
@@ -384,11 +384,7 @@ def test_write_a_campaign_watch_the_count_and_the_checks(chromium, server: str) 
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(**chromium)
-        page = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900}, locale="he-IL").new_page()
-        page.set_default_timeout(15_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
+        page, errors = hebrew_page(p, chromium, server)
         sign_in(page, server, EMAIL, "/campaigns")
         page.get_by_role("link", name="קמפיין חדש").click()
 
@@ -431,5 +427,4 @@ def test_write_a_campaign_watch_the_count_and_the_checks(chromium, server: str) 
         page.get_by_role("button", name="שמירת הקמפיין").click()
         expect(page.locator("#checks .finding-error")).to_have_count(0)
         expect(page.locator("#send-button")).to_be_enabled()
-        browser.close()
     assert not errors

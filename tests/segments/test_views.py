@@ -22,7 +22,7 @@ from kesher.db.migrate import upgrade
 from kesher.events.ingest import ingest
 from kesher.segments import service as segments
 from kesher.segments.models import Segment
-from tests.browser import PASSWORD, Browser as PageBrowser, logged_in, sign_in
+from tests.browser import PASSWORD, Browser as PageBrowser, logged_in, hebrew_page, sign_in
 
 PARTIAL = {"HX-Request": "true"}
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -360,11 +360,7 @@ def test_build_a_nested_rule_watch_the_count_and_save(chromium, server: str) -> 
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(**chromium)
-        page = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900}, locale="he-IL").new_page()
-        page.set_default_timeout(15_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
+        page, errors = hebrew_page(p, chromium, server)
         sign_in(page, server, EMAIL, "/segments")
         page.get_by_role("link", name="פלח חדש").click()
         count = page.locator("#preview-count")
@@ -418,5 +414,4 @@ def test_build_a_nested_rule_watch_the_count_and_save(chromium, server: str) -> 
         page.get_by_role("link", name="עריכת הכלל").click()
         expect(page.locator(".b-root > .b-children > .b-group .b-leaf")).to_have_count(2)
         expect(count).to_have_text("2 אנשי קשר מתאימים")
-        browser.close()
     assert not errors
