@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from kesher.accounts.models import Workspace
 from kesher.campaigns import abtest, service
 from kesher.campaigns.models import Campaign
+from kesher.campaigns.tasks import start_pass
 from kesher.campaigns.schemas import (CampaignIn, CampaignOut, CampaignPatch, FindingOut, Progress, SendIn,
                                       TestSendIn, VariantOut, Window)
 from kesher.campaigns.testsend import test_send
@@ -48,9 +49,7 @@ def start_pass_after_commit(session: Session, settings: Settings, campaign: Camp
         return
 
     def _enqueue(_session: Session) -> None:
-        from kesher.worker import queue
-
-        queue(settings).enqueue("send_campaign", url, campaign_id)
+        start_pass(settings, campaign_id, url)
 
     event.listen(session, "after_commit", _enqueue, once=True)
 

@@ -128,9 +128,9 @@ def send(campaign_id: int, workspace: WorkspaceOption = "",
     if status == "scheduled":
         cli.console.print(f"campaign {campaign_id} scheduled for {at}")
     elif not here:
-        from kesher.worker import queue
+        from kesher.campaigns.tasks import start_pass
 
-        queue(settings).enqueue("send_campaign", settings.database_url, campaign_id)
+        start_pass(settings, campaign_id)
     if here:
         from kesher.campaigns.sending import send_campaign
 
@@ -171,11 +171,10 @@ def _change(action: str, campaign_id: int, workspace: str) -> None:
         campaign = getattr(service, action)(session, ws, campaign_id, actor="cli")
         status = campaign.status
     if action == "resume" and status == "sending":
+        from kesher.campaigns.tasks import start_pass
         from kesher.config import get_settings
-        from kesher.worker import queue
 
-        settings = get_settings()
-        queue(settings).enqueue("send_campaign", settings.database_url, campaign_id)
+        start_pass(get_settings(), campaign_id)
     cli.console.print(f"campaign {campaign_id}: {status}")
 
 

@@ -64,7 +64,6 @@ class _Prepared:
     renderers: dict[str, Renderer]
     from_names: dict[str, str]
     sender_email: str
-    sender_name: str
     sender_address: str
     reply_to: str | None
     domain: str
@@ -93,7 +92,7 @@ def _prepare(db: Database, settings: Settings, campaign_id: int) -> _Prepared | 
         session.expunge(workspace)
         return _Prepared(
             workspace, campaign, renderers, {v.label: v.from_name or sender.name for v in variants}, sender.email,
-            sender.name, sender.address, sender.reply_to, domain, dkim, Tracking(base_url(settings), settings.secret_key),
+            sender.address, sender.reply_to, domain, dkim, Tracking(base_url(settings), settings.secret_key),
             dict(campaign.utm or {}), throttle.windows(campaign))
 
 

@@ -17,6 +17,7 @@ from kesher.accounts.models import Workspace
 from kesher.campaigns import abtest, service
 from kesher.campaigns.models import Campaign
 from kesher.channels import outbox
+from kesher.config import Settings
 from kesher.db import Database
 from kesher.db.base import utcnow
 
@@ -52,3 +53,10 @@ def tick(db: Database, start_pass: Callable[[int], None], now: datetime | None =
     for campaign_id in started:
         start_pass(campaign_id)
     return started
+
+
+def start_pass(settings: Settings, campaign_id: int, database_url: str | None = None) -> None:
+    """Queue a sending pass over the campaign (in this process at once when the queue is immediate)."""
+    from kesher.worker import queue
+
+    queue(settings).enqueue("send_campaign", database_url or settings.database_url, campaign_id)

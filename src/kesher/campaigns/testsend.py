@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from kesher.accounts.models import Workspace
 from kesher.campaigns import service
 from kesher.campaigns.models import Campaign
+from kesher.campaigns.sending import base_url
 from kesher.channels import senders
 from kesher.channels.email import build_message
 from kesher.channels.smtp import Outgoing, SmtpPool
@@ -41,14 +42,13 @@ def test_send(session: Session, settings: Settings, workspace: Workspace, campai
         raise ValidationError("choose a sender identity first", "sender_id")
     sender = senders.get_sender(session, workspace.id, campaign.sender_id)
     if contact_id is not None:
-        service.get_campaign(session, workspace.id, campaign.id)
         context = contexts(session, workspace.id, [contact_id]).get(contact_id)
         if context is None:
             raise ValidationError(f"no contact {contact_id} in this workspace", "contact_id")
     else:
         context = sample_context(workspace.language)
     v = chosen[0]
-    base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    base = base_url(settings)
     context = {**context, "sender": {"name": v.from_name or sender.name, "email": sender.email,
                                      "address": sender.address},
                "unsubscribe_url": f"{base}/u/test", "preferences_url": f"{base}/p/test"}
