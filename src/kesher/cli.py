@@ -320,6 +320,8 @@ def events_import(
     path: Annotated[Path, typer.Argument(help="A JSONL file: one event a line, as POST /api/v1/events takes it.")],
     workspace: Annotated[str, typer.Option(help="Workspace id or slug (needed when there are several).")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    history: Annotated[bool, typer.Option("--history", help="Past events in bulk: store them all, then compute "
+                                          "rollups, stages and segments once (several times faster).")] = False,
 ) -> None:
     """Import events, 1,000 lines a transaction. Exit 1 if any line failed, 2 if the file could not be read.
 
@@ -335,7 +337,7 @@ def events_import(
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err,
                       disable=as_json or not err.is_terminal) as bar:
             task = bar.add_task(f"importing {path.name}", total=size)
-            totals = events.import_jsonl(db, ws_id, path, region=settings.default_phone_region,
+            totals = events.import_jsonl(db, ws_id, path, region=settings.default_phone_region, history=history,
                                          progress=lambda done: bar.update(task, completed=done))
     except KesherError as exc:
         raise _fail(exc) from None

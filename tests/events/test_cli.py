@@ -3,9 +3,10 @@
 import json
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from kesher.contacts import service as contacts
+from kesher.contacts.models import Contact
 from kesher.events import service
 from kesher.events.models import ContactRollup
 
@@ -87,3 +88,42 @@ def test_rollups_rebuild_restores_what_the_events_say(kesher, database, workspac
     every = kesher("rollups", "rebuild")
     assert every.exit_code == 0 and workspace.slug in every.stdout and other_workspace.slug in every.stdout
     assert kesher("rollups", "rebuild", "--workspace", "nope").exit_code == 2
+
+
+def _state(session, workspace_id):
+    """Per contact (by its key): every rollup but the periodic scores, its categories, and its segments."""
+    from kesher.events.models import CategoryStat
+    from kesher.segments.models import SegmentMember
+
+    skip = {"contact_id", "workspace_id", "stage_changed_at", "engagement_score", "rfm_recency", "rfm_frequency",
+            "rfm_monetary"}
+    key = func.coalesce(Contact.external_id, Contact.email, Contact.phone)
+    columns = [c for c in ContactRollup.__table__.c if c.name not in skip]
+    rollups = {row[0]: row[1:] for row in session.execute(
+        select(key, *columns).join(Contact, Contact.id == ContactRollup.contact_id)
+        .where(Contact.workspace_id == workspace_id)).all()}
+    categories = sorted(session.execute(
+        select(key, CategoryStat.category, CategoryStat.purchase_count, CategoryStat.last_purchase_at)
+        .join(Contact, Contact.id == CategoryStat.contact_id).where(Contact.workspace_id == workspace_id)).all())
+    members = session.scalar(select(func.count()).select_from(SegmentMember)
+                             .where(SegmentMember.workspace_id == workspace_id))
+    return rollups, categories, members
+
+
+def test_a_history_import_ends_where_a_live_import_does(kesher, database, workspace, other_workspace, tmp_path):
+    from kesher.demo import generator
+    from kesher.segments import service as segments
+
+    year = [json.dumps(e, default=lambda o: o.isoformat(), ensure_ascii=False) for e in generator.events(40, 800, seed=3)]
+    path = write_lines(tmp_path / "year.jsonl", year)
+    for ws in (workspace, other_workspace):
+        with database.session() as s:
+            segments.create_segment(s, s.get_one(type(ws), ws.id), "loyal", {"stat": "purchase_count", "op": "gte", "value": 3})
+    live = kesher("events", "import", path, "--workspace", workspace.slug, "--json")
+    bulk = kesher("events", "import", path, "--workspace", other_workspace.slug, "--json", "--history")
+    assert live.exit_code == bulk.exit_code == 0, bulk.output
+    assert json.loads(live.stdout) == json.loads(bulk.stdout)
+    with database.session() as s:
+        expected, got = _state(s, workspace.id), _state(s, other_workspace.id)
+    assert len(expected[0]) > 30 and expected[2] > 0
+    assert got == expected

@@ -18,6 +18,7 @@ from kesher.contacts.inputs import ContactInput
 from kesher.contacts.models import Contact
 from kesher.contacts.normalize import normalize_email, normalize_phone
 from kesher.contacts.upsert import upsert_contacts
+from kesher.db import Database
 from kesher.db.base import utcnow
 from kesher.db.upsert import insert_new, insert_with_ids, lookup
 from kesher.errors import ValidationError
@@ -158,8 +159,12 @@ def _amount(event: EventIn) -> int | None:
 
 
 def ingest(session: Session, workspace: Workspace, raw: Sequence[Any], *, source: str = "api",
-           region: str = "IL") -> IngestResult:
-    """Store every valid event of `raw` and update rollups; report each rejected one by its index."""
+           region: str = "IL", history: bool = False) -> IngestResult:
+    """Store every valid event of `raw` and update rollups; report each rejected one by its index.
+
+    With `history`, only the events and their purchase lines are written: the way to load a past
+    of millions of events in bulk. `settle` then recomputes, once, everything they feed.
+    """
     result = IngestResult()
     now = utcnow()
     accepted = validate(raw, result, region, now)
@@ -169,7 +174,7 @@ def ingest(session: Session, workspace: Workspace, raw: Sequence[Any], *, source
         fresh = _drop_replays(session, workspace.id, accepted, result)
         try:
             with session.begin_nested():
-                store(session, workspace.id, fresh, source, now)
+                store(session, workspace.id, fresh, source, now, history=history)
             break
         except IntegrityError:
             # Another request stored one of these idempotency keys meanwhile: look again, once.
@@ -181,8 +186,9 @@ def ingest(session: Session, workspace: Workspace, raw: Sequence[Any], *, source
     return result
 
 
-def store(session: Session, workspace_id: int, accepted: list[Accepted], source: str, now: datetime) -> list[int]:
-    """Write events (and purchase lines) known to be new, and fold them into the rollups."""
+def store(session: Session, workspace_id: int, accepted: list[Accepted], source: str, now: datetime, *,
+          history: bool = False) -> list[int]:
+    """Write events (and purchase lines) known to be new, and fold them into the rollups (unless `history`)."""
     if not accepted:
         return []
     rows = [{"workspace_id": workspace_id, "contact_id": a.contact_id, "anonymous_id": a.event.anonymous_id,
@@ -196,6 +202,8 @@ def store(session: Session, workspace_id: int, accepted: list[Accepted], source:
              for a, event_id in zip(accepted, ids, strict=True) if a.event.type == "purchase"
              for i in a.event.properties.get("items", [])]
     insert_new(session, PurchaseItem.__table__, items)
+    if history:
+        return ids
     known = [row for row in rows if row["contact_id"] is not None]
     rollups.apply(session, workspace_id, known, items)
     _after_rollups(session, session.get_one(Workspace, workspace_id), known, now)
@@ -209,6 +217,18 @@ def _after_rollups(session: Session, workspace: Workspace, rows: list[dict[str, 
         touched.setdefault(row["contact_id"], set()).add(row["type"])
     lifecycle.refresh(session, workspace, touched, now)
     membership.on_change(session, workspace, touched, now)
+
+
+def settle(db: Database, workspace_id: int, now: datetime | None = None) -> None:
+    """After a load of history: rollups rebuilt from all the events, then lifecycle and segments.
+
+    Each step is its own transaction (segments one per segment), so running it again after an
+    interruption finishes the job; until it has run, the loaded events are stored but not counted.
+    """
+    with db.session() as session:
+        rollups.rebuild(session, workspace_id)
+    lifecycle.refresh_all(db, now, workspace_id=workspace_id)
+    membership.refresh_all(db, now, workspace_id=workspace_id)
 
 
 def attach_anonymous(session: Session, workspace: Workspace, anonymous_id: str, contact_id: int) -> int:

@@ -476,15 +476,19 @@ def update_rfm(session: Session, workspace_id: int) -> None:
                     .values(rfm_recency=None, rfm_frequency=None, rfm_monetary=None))
 
 
-def refresh_all(db: Database, now: datetime | None = None, *, chunk_size: int = CHUNK) -> int:
-    """The periodic job: stage, loyalty, engagement and RFM of every contact of every workspace.
+def refresh_all(db: Database, now: datetime | None = None, *, chunk_size: int = CHUNK,
+                workspace_id: int | None = None) -> int:
+    """The periodic job: stage, loyalty, engagement and RFM of every contact of every workspace (or of one).
 
     One transaction per chunk of contacts, so ingest never waits long for the job. Returns the
     number of contacts that changed stage.
     """
     now = now or utcnow()
     with db.session() as session:
-        workspaces = list(session.scalars(select(Workspace).order_by(Workspace.id)))
+        chosen = select(Workspace).order_by(Workspace.id)
+        if workspace_id is not None:
+            chosen = chosen.where(Workspace.id == workspace_id)
+        workspaces = list(session.scalars(chosen))
     moved = 0
     for workspace in workspaces:
         try:

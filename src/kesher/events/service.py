@@ -23,7 +23,7 @@ from kesher.db import Database
 from kesher.db.base import MAX_ID
 from kesher.errors import NotFound, ValidationError
 from kesher.events import rollups
-from kesher.events.ingest import ingest
+from kesher.events.ingest import ingest, settle
 from kesher.events.models import CampaignReceipt, CategoryStat, ContactRollup, Event
 
 MAX_PAGE = 500
@@ -209,11 +209,13 @@ class ImportTotals:
 
 
 def import_jsonl(db: Database, workspace_id: int, path: Path, *, batch_size: int = IMPORT_BATCH, region: str = "IL",
-                 progress: Callable[[int], None] | None = None) -> ImportTotals:
+                 progress: Callable[[int], None] | None = None, history: bool = False) -> ImportTotals:
     """Ingest a file of one JSON event a line, `batch_size` lines a transaction; memory stays flat.
 
     A line that is not JSON (or not UTF-8) fails alone; blank lines are skipped. `progress` hears
-    the bytes read so far. An unreadable file raises OSError before anything is stored.
+    the bytes read so far. An unreadable file raises OSError before anything is stored. With
+    `history`, the events are stored in bulk and rollups, stages and segments computed once at
+    the end (`ingest.settle`).
     """
     totals = ImportTotals()
     batch: list[Any] = []
@@ -232,11 +234,13 @@ def import_jsonl(db: Database, workspace_id: int, path: Path, *, batch_size: int
             except json.JSONDecodeError as exc:
                 totals.errors.append(LineError(number, "event", f"not JSON: {exc.msg} (column {exc.colno})"))
             if len(batch) >= batch_size:
-                _ingest_lines(db, workspace_id, batch, lines, region, totals)
+                _ingest_lines(db, workspace_id, batch, lines, region, totals, history)
                 batch, lines = [], []
                 if progress:
                     progress(done)
-        _ingest_lines(db, workspace_id, batch, lines, region, totals)
+        _ingest_lines(db, workspace_id, batch, lines, region, totals, history)
+    if history:
+        settle(db, workspace_id)
     if progress:
         progress(done)
     totals.errors.sort(key=lambda e: e.line)
@@ -244,11 +248,12 @@ def import_jsonl(db: Database, workspace_id: int, path: Path, *, batch_size: int
 
 
 def _ingest_lines(db: Database, workspace_id: int, batch: list[Any], lines: list[int], region: str,
-                  totals: ImportTotals) -> None:
+                  totals: ImportTotals, history: bool) -> None:
     if not batch:
         return
     with db.session() as session:
-        result = ingest(session, session.get_one(Workspace, workspace_id), batch, source="import", region=region)
+        result = ingest(session, session.get_one(Workspace, workspace_id), batch, source="import", region=region,
+                        history=history)
     totals.accepted += result.accepted
     totals.duplicates += result.duplicates
     totals.errors += [LineError(lines[e.index], e.field, e.message) for e in result.errors]

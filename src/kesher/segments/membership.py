@@ -279,8 +279,8 @@ def refresh_workspace(session: Session, workspace: Workspace, now: datetime | No
     return moves
 
 
-def refresh_all(db: Database, now: datetime | None = None) -> Moves:
-    """The periodic job: every segment of every workspace, one transaction per segment.
+def refresh_all(db: Database, now: datetime | None = None, *, workspace_id: int | None = None) -> Moves:
+    """The periodic job: every segment of every workspace (or of one), one transaction per segment.
 
     A segment whose rule no longer compiles (say, its list was deleted) is logged and skipped,
     keeping its members, so one broken rule never stops the others.
@@ -290,9 +290,12 @@ def refresh_all(db: Database, now: datetime | None = None) -> Moves:
         for table, sampled in STATISTICS:  # segment plans depend on them; SQLite keeps none unless asked
             refresh_statistics(session, table, sampled=sampled)
     with db.session() as session:
-        targets = list(session.execute(select(Segment.id, Segment.workspace_id).order_by(Segment.id)).all())
+        chosen = select(Segment.id).order_by(Segment.id)
+        if workspace_id is not None:
+            chosen = chosen.where(Segment.workspace_id == workspace_id)
+        targets = list(session.scalars(chosen))
     moves = Moves()
-    for segment_id, _ in targets:
+    for segment_id in targets:
         try:
             with db.session() as session:
                 segment = session.get(Segment, segment_id)
