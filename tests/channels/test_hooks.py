@@ -331,3 +331,32 @@ def test_a_message_of_another_workspace_is_not_touched(client, sent_message, dat
     assert result["unmatched"] == 1
     assert events_of(database, row.contact_id, "email_bounced") == []
     assert suppression(database, workspace, row.address) is None
+
+
+# Setting the keys ----------------------------------------------------------------------------------------
+
+
+def test_the_api_sets_the_keys_and_never_answers_them(api, client, sent_message, database, workspace):
+    start = api.get("/email-webhooks").json()
+    assert (start["mailgun_signing_key_set"], start["sendgrid_public_key_set"]) == (False, False)
+    assert start["urls"]["mailgun"] == f"http://testserver/hooks/mailgun/{workspace.slug}"
+    assert set(start["urls"]) == {"ses", "sendgrid", "mailgun"}
+    row = sent_message()
+    body = mailgun_body(mailgun_failed(row))
+    problem(client.post(f"/hooks/mailgun/{workspace.slug}", json=body), 401, "signature")
+
+    answer = api.patch("/email-webhooks", json={"mailgun_signing_key": MAILGUN_KEY, "ses_confirm_subscriptions": True})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["mailgun_signing_key_set"] and answer.json()["ses_confirm_subscriptions"]
+    assert MAILGUN_KEY not in answer.text and MAILGUN_KEY not in api.get("/email-webhooks").text
+    assert client.post(f"/hooks/mailgun/{workspace.slug}", json=body).json()["recorded"] == 1
+
+    problem(api.patch("/email-webhooks", json={"sendgrid_public_key": "not a key"}), 422, "sendgrid_public_key")
+    problem(api.patch("/email-webhooks", json={"ses_confirm_subscriptions": "maybe"}), 422, "ses_confirm_subscriptions")
+    kept = api.get("/email-webhooks").json()
+    assert kept["mailgun_signing_key_set"] and kept["ses_confirm_subscriptions"]  # a refused change changes nothing
+
+    removed = api.patch("/email-webhooks", json={"mailgun_signing_key": None}).json()
+    assert not removed["mailgun_signing_key_set"] and removed["ses_confirm_subscriptions"]
+    again = mailgun_body(mailgun_failed(row, event_id="another"))
+    problem(client.post(f"/hooks/mailgun/{workspace.slug}", json=again), 401, "signature")

@@ -139,3 +139,26 @@ def test_the_mailbox_pages_back_through_older_mail(ui, database: Database, works
     assert "מייל 2<" in page and "מייל 0<" in page and "מייל 3<" not in page and 'rel="next"' not in page
     unsigned = ui.get(f"/mailbox/{ids[0]}").text
     assert "לא חתום" in unsigned
+
+
+def test_the_providers_webhook_keys_are_set_on_the_senders_page(ui, database: Database, workspace) -> None:  # type: ignore[no-untyped-def]
+    page = ui.get("/senders").text
+    assert "החזרות ותלונות מספק הדואר שלכם" in page
+    assert f"http://testserver/hooks/mailgun/{workspace.slug}" in page and page.count("אין מפתח: הודעות נדחות") == 2
+
+    bad = ui.post("/senders/webhooks", {"sendgrid_public_key": "not a key", "mailgun_signing_key": "key-abc"})
+    assert bad.status_code == 422
+    assert error_of(bad.text, "sendgrid_public_key") == "זה אינו מפתח אימות של SendGrid (מפתח ציבורי EC, ב-base64 או PEM)."
+    assert "key-abc" not in bad.text and bad.text.count("אין מפתח: הודעות נדחות") == 2  # nothing stored
+
+    saved = ui.post("/senders/webhooks", {"mailgun_signing_key": "key-abc", "ses_confirm_subscriptions": "1"})
+    assert saved.status_code == 200 and "נשמר." in saved.text and "key-abc" not in saved.text
+    assert saved.text.count("אין מפתח: הודעות נדחות") == 1 and "קשר מאשר מינויים בעצמו" in saved.text
+    with database.session() as s:
+        stored = s.get_one(type(workspace), workspace.id).settings["email_webhooks"]
+    assert stored == {"mailgun_signing_key": "key-abc", "ses_confirm_subscriptions": True}
+
+    kept = ui.post("/senders/webhooks", {"mailgun_signing_key": "", "ses_confirm_subscriptions": "1"})
+    assert kept.text.count("אין מפתח: הודעות נדחות") == 1  # a blank field keeps the key
+    removed = ui.post("/senders/webhooks", {"clear_mailgun": "1"})
+    assert removed.text.count("אין מפתח: הודעות נדחות") == 2 and "אשרו את המינוי בעצמכם" in removed.text

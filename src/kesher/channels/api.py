@@ -1,4 +1,5 @@
-"""The senders JSON API (mounted at /api/v1): sender identities and their DKIM keys.
+"""The senders JSON API (mounted at /api/v1): sender identities and their DKIM keys, and the keys
+that let email providers' bounce and complaint webhooks in.
 
 Routes only translate; `channels.senders` checks the values (naming the field at fault) and keeps
 the private key to itself: answers carry the DNS record to publish, never the key.
@@ -8,13 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 
-from kesher.channels import senders
-from kesher.channels.schemas import DkimKeyIn, DkimRecordOut, SenderIn, SenderOut, SenderPatch
+from kesher.accounts.models import Workspace
+from kesher.channels import providers, senders
+from kesher.channels.schemas import (
+    DkimKeyIn, DkimRecordOut, SenderIn, SenderOut, SenderPatch, WebhookKeysOut, WebhookKeysPatch,
+)
 from kesher.contacts.api import CONFLICT, NO_CONTENT
 from kesher.db.base import MAX_ID
-from kesher.web.deps import ApiCaller, DbSession, api_caller
+from kesher.web.deps import ApiCaller, DbSession, api_caller, public_url
 from kesher.web.problems import API_ERRORS
 
 router = APIRouter(tags=["senders"], responses=API_ERRORS)
@@ -59,3 +63,29 @@ def delete_sender(sender_id: SenderId, caller: Caller, session: DbSession) -> No
 def generate_dkim_key(sender_id: SenderId, body: DkimKeyIn, caller: Caller, session: DbSession) -> DkimRecordOut:
     record = senders.generate_dkim_key(session, caller.workspace_id, sender_id, body.selector, actor=caller.actor)
     return DkimRecordOut.of(record)
+
+
+def webhook_urls(request: Request, slug: str) -> dict[str, str]:
+    """The addresses of the workspace's bounce and complaint webhooks, by provider."""
+    return {provider: public_url(request, f"/hooks/{provider}/{slug}") for provider in providers.PROVIDERS}
+
+
+def _keys_out(request: Request, workspace: Workspace) -> WebhookKeysOut:
+    keys = providers.webhook_keys(workspace)
+    return WebhookKeysOut(sendgrid_public_key_set=keys.sendgrid_public_key is not None,
+                          mailgun_signing_key_set=keys.mailgun_signing_key is not None,
+                          ses_confirm_subscriptions=keys.ses_confirm_subscriptions,
+                          urls=webhook_urls(request, workspace.slug))
+
+
+@router.get("/email-webhooks", summary="Where providers post bounces and complaints, and which keys are set")
+def get_webhook_keys(request: Request, caller: Caller, session: DbSession) -> WebhookKeysOut:
+    return _keys_out(request, session.get_one(Workspace, caller.workspace_id))
+
+
+@router.patch("/email-webhooks", summary="Set the keys that verify providers' bounce and complaint webhooks")
+def set_webhook_keys(body: WebhookKeysPatch, request: Request, caller: Caller, session: DbSession) -> WebhookKeysOut:
+    workspace = session.get_one(Workspace, caller.workspace_id)
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    providers.set_webhook_keys(session, workspace, actor=caller.actor, **changes)
+    return _keys_out(request, workspace)

@@ -44,6 +44,7 @@ from kesher.errors import AuthError, ValidationError
 log = logging.getLogger("kesher.webhooks")
 
 SETTINGS_KEY = "email_webhooks"
+PROVIDERS = ("ses", "sendgrid", "mailgun")  # each posts to /hooks/<provider>/<workspace slug>
 UNCHANGED: Any = object()
 Fetch = Callable[[str], bytes]  # GET an https URL of SNS's, answer the body
 

@@ -64,3 +64,22 @@ class SenderOut(BaseModel):
         return cls(id=sender.id, name=sender.name, email=sender.email, reply_to=sender.reply_to,
                    address=sender.address, dkim=DkimRecordOut.of(record) if record else None,
                    created_at=sender.created_at)
+
+
+class WebhookKeysPatch(_In):
+    """Only what is sent changes; `null` or "" removes a key, and that provider's deliveries are then refused."""
+
+    sendgrid_public_key: str | None = Field(None, description="The verification key of SendGrid's signed event "
+                                                              "webhook (base64 or PEM).")
+    mailgun_signing_key: str | None = Field(None, description="Mailgun's HTTP webhook signing key.")
+    ses_confirm_subscriptions: bool | None = Field(None, description="Confirm Amazon SNS subscriptions to this "
+                                                                     "workspace's address by itself.")
+
+
+class WebhookKeysOut(BaseModel):
+    """Where each provider posts, and which keys are set. The keys themselves are never answered."""
+
+    sendgrid_public_key_set: bool
+    mailgun_signing_key_set: bool
+    ses_confirm_subscriptions: bool
+    urls: dict[str, str] = Field(description="The address to give each provider, by provider.")

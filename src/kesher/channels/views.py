@@ -1,4 +1,5 @@
-"""UI routes of channels: sender identities with their DKIM keys, and the mailbox of the local mail sink.
+"""UI routes of channels: sender identities with their DKIM keys, the keys of the providers' bounce
+webhooks, and the mailbox of the local mail sink.
 
 The sink (`make demo`) catches every mail instead of delivering it. Caught mails carry no
 workspace, so a workspace sees the caught mails sent From one of its own sender identities.
@@ -15,7 +16,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
-from kesher.channels import senders, sink
+from kesher.channels import providers, senders, sink
+from kesher.channels.api import webhook_urls
 from kesher.channels.models import CaughtMail, Sender
 from kesher.contacts.views import PageRoute
 from kesher.db.base import MAX_ID
@@ -62,10 +64,13 @@ def _sender_problem(exc: KesherError) -> dict[str, str]:
 
 
 def _senders_page(request: Request, ctx: UiContext, session: Session, values: dict[str, str] | None = None,
-                  errors: dict[str, str] | None = None, status_code: int = 200) -> HTMLResponse:
+                  errors: dict[str, str] | None = None, status_code: int = 200, *,
+                  hook_errors: dict[str, str] | None = None, hooks_saved: bool = False) -> HTMLResponse:
     identities = senders.list_senders(session, ctx.workspace.id)
     return render(request, "senders/index.html", ctx, status_code=status_code, senders=identities,
-                  dkim={s.id: senders.dkim_record(s) for s in identities}, values=values or {}, errors=errors or {})
+                  dkim={s.id: senders.dkim_record(s) for s in identities}, values=values or {}, errors=errors or {},
+                  hook_keys=providers.webhook_keys(ctx.workspace), hook_urls=webhook_urls(request, ctx.workspace.slug),
+                  hook_errors=hook_errors or {}, hooks_saved=hooks_saved)
 
 
 @router.get("/senders", response_class=HTMLResponse)
@@ -86,6 +91,29 @@ def create_sender(
         session.rollback()
         return _senders_page(request, ctx, session, values, _sender_problem(exc), exc.status)
     return redirect(f"/senders/{sender.id}")
+
+
+@router.post("/senders/webhooks", response_class=HTMLResponse)
+def save_webhook_keys(
+    request: Request, sendgrid_public_key: str = Form(""), clear_sendgrid: bool = Form(False),
+    mailgun_signing_key: str = Form(""), clear_mailgun: bool = Form(False),
+    ses_confirm_subscriptions: bool = Form(False), ctx: UiContext = Depends(ui_context),
+    session: Session = transaction,
+) -> Response:
+    """A blank key field keeps the stored key (it is never shown again); its Remove box removes it."""
+    changes: dict[str, Any] = {"ses_confirm_subscriptions": ses_confirm_subscriptions}
+    if clear_sendgrid or sendgrid_public_key.strip():
+        changes["sendgrid_public_key"] = None if clear_sendgrid else sendgrid_public_key
+    if clear_mailgun or mailgun_signing_key.strip():
+        changes["mailgun_signing_key"] = None if clear_mailgun else mailgun_signing_key
+    try:
+        providers.set_webhook_keys(session, ctx.workspace, actor=ctx.actor, **changes)
+    except KesherError as exc:
+        session.rollback()
+        message = _("This is not a SendGrid verification key (an EC public key, base64 or PEM).") \
+            if exc.field == "sendgrid_public_key" else exc.message
+        return _senders_page(request, ctx, session, hook_errors={exc.field or "": message}, status_code=exc.status)
+    return _senders_page(request, ctx, session, hooks_saved=True)
 
 
 def zone_line(record: senders.DkimRecord) -> str:
