@@ -212,8 +212,12 @@ def fill(s: Session, ws: Workspace, refs: dict[str, int], data: dict[str, Any]) 
 
 
 def clear(s: Session, workspace_id: int) -> None:
-    """Back to the shared state: contacts go with all that hangs on them (events, rollups, memberships)."""
+    """Back to the shared state: contacts go with all that hangs on them (events, rollups, memberships).
+
+    Segments are deleted past the service here, so the workspace's segments stamp is changed as the
+    service would change it."""
     s.execute(delete(Segment).where(Segment.workspace_id == workspace_id))
+    s.execute(update(Workspace).where(Workspace.id == workspace_id).values(segments_stamp=Workspace.segments_stamp + 1))
     s.execute(delete(Contact).where(Contact.workspace_id == workspace_id))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kesher.db.base import Base, BigId, JSONData, UTCDateTime, utcnow
@@ -23,6 +23,11 @@ class Workspace(Base):
     # each package reads its own keys through its service, with defaults for missing ones.
     settings: Mapped[dict[str, Any]] = mapped_column(JSONData, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A new random value at every change to the workspace's segments, so the real-time path knows
+    # from the workspace row alone whether the rules it compiled are still the ones stored. Random,
+    # not a counter: a change rolled back must not leave a value a later change could take again.
+    # Every write to segments goes through `segments.service`, which sets it.
+    segments_stamp: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class User(Base):

@@ -29,6 +29,9 @@ class Event(Base):
         Index("ix_events_ws_type_ts", "workspace_id", "type", "ts", "contact_id"),
         Index("ix_events_ws_ts", "workspace_id", "ts"),  # the explorer, newest first
         Index("ix_events_ws_anonymous", "workspace_id", "anonymous_id"),
+        # "Who opened or clicked campaign C" (segments, campaign reports): that campaign's events only.
+        Index("ix_events_ws_campaign_type", "workspace_id", "campaign_id", "type", "contact_id",
+              sqlite_where=text("campaign_id IS NOT NULL"), postgresql_where=text("campaign_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -55,7 +58,8 @@ class PurchaseItem(Base):
     __table_args__ = (
         Index("ix_purchase_items_contact_category", "contact_id", "category", "ts"),
         Index("ix_purchase_items_ws_sku", "workspace_id", "sku"),
-        Index("ix_purchase_items_ws_category_ts", "workspace_id", "category", "ts", "contact_id"),
+        # Covering "who bought category X N times since T" (counting orders, so event_id too).
+        Index("ix_purchase_items_ws_category_ts", "workspace_id", "category", "ts", "contact_id", "event_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

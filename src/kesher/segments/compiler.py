@@ -1,8 +1,9 @@
 """One compiler from a segment rule to SQLAlchemy Core, for SQLite and PostgreSQL alike.
 
 A rule becomes one boolean expression over `contacts` LEFT JOIN `contact_rollups`. Each leaf is
-planned on its own: rollups answer stats, stages and campaign history; indexed event lookups
-answer time windows, property filters and counts; custom fields, lists, tags and consent use
+planned on its own: rollups answer stats, stages, campaign history and "did X (in the last N
+days)" for opens, clicks and purchases; indexed event lookups answer other time windows,
+property filters and counts; custom fields, lists, tags and consent use
 their own indexed tables. Every leaf is two-valued (never NULL), so `not` means what it says:
 a contact with no city is "not in Haifa".
 
@@ -38,6 +39,7 @@ from kesher.contacts.normalize import parse_date
 from kesher.db.base import UTCDateTime
 from kesher.db.upsert import one_of
 from kesher.errors import NotFound, ValidationError
+from kesher.events import rollups
 from kesher.events.lifecycle import epoch_seconds
 from kesher.events.models import CampaignReceipt, Category, CategoryStat, ContactRollup, Event, PurchaseItem
 from kesher.events.schemas import SITE_ACTIONS
@@ -224,6 +226,9 @@ STATS: dict[str, Stat] = {
 ITEM_PROPS = {"category": ("category", "text"), "sku": ("sku", "text"), "product": ("name", "text"),
               "name": ("name", "text"), "price": ("price", "number"), "quantity": ("quantity", "number")}
 MONEY_PROPS = {"purchase": "total", "refund": "amount"}
+# The rollup holding the time of a contact's latest event of a type: the latest of exactly that type.
+LATEST = {rollup.types[0]: r[rollup.column] for rollup in rollups.ROLLUPS
+          if rollup.kind == "latest" and len(rollup.types) == 1}
 OPS_BY_TYPE = {
     "text": set(R.COMPARE + R.SETS + R.TEXT + R.PRESENCE),
     "number": set(R.COMPARE + R.SETS + R.PRESENCE + R.RANK),
@@ -435,6 +440,16 @@ class Compiler:
         return self.in_set(due)
 
     def event_leaf(self, leaf: R.EventLeaf) -> ColumnElement[bool]:
+        latest = LATEST.get(leaf.event)
+        if latest is not None and not leaf.where and leaf.sum is None and leaf.between is None \
+                and (leaf.count is None or (leaf.count.op, leaf.count.value) in (("gte", 1), ("gt", 0))):
+            # "Did X (within N days)" is "the latest X is (after N days ago)": one rollup per contact
+            # answers it, where the events would need every X of the window read.
+            if leaf.within_days is None:
+                return latest.is_not(None)
+            days = leaf.within_days
+            return and_(latest.is_not(None),  # two-valued: no such event is false, not NULL
+                        latest >= self.at(lambda moment: moment - timedelta(days=days), UTCDateTime()))
         e = EVENTS.c
         item_filters = [f for f in leaf.where if leaf.event == "purchase" and f.prop in ITEM_PROPS]
         order_filters = [f for f in leaf.where if f not in item_filters]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, case, delete, except_, exists, func, select, update
+from sqlalchemy import Table, bindparam, case, delete, except_, exists, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from kesher.accounts.models import Workspace
@@ -40,6 +40,7 @@ STATISTICS = [(typing.cast(Table, t), sampled) for t, sampled in (
     (Event.__table__, True), (PurchaseItem.__table__, True))]
 EVENTS = typing.cast(Table, Event.__table__)
 BATCH = 10_000
+PAIRS = 5_000
 
 
 # Asking ---------------------------------------------------------------------------------------
@@ -88,13 +89,15 @@ def _move_events(segment: Segment | SegmentRef, kind: str, contact_ids: Iterable
 
 
 def _enter(session: Session, segment: Segment | SegmentRef, contact_ids: list[int], now: datetime) -> list[int]:
+    """Make these contacts members, with their events; returns those that were not members."""
     if not contact_ids:
         return []
-    stmt = dialect_insert(session, MEMBERS).values(
-        [{"segment_id": segment.id, "contact_id": cid, "workspace_id": segment.workspace_id, "entered_at": now}
-         for cid in contact_ids])
-    entered = list(session.scalars(stmt.on_conflict_do_nothing(index_elements=["segment_id", "contact_id"])
-                                   .returning(MEMBERS.c.contact_id)))
+    # Rows as parameters, not VALUES in the statement: one statement for any number, compiled once.
+    stmt = (dialect_insert(session, MEMBERS).on_conflict_do_nothing(index_elements=["segment_id", "contact_id"])
+            .returning(MEMBERS.c.contact_id))
+    rows = [{"segment_id": segment.id, "contact_id": cid, "workspace_id": segment.workspace_id, "entered_at": now}
+            for cid in contact_ids]
+    entered = list(session.connection().execute(stmt, rows).scalars())
     insert_new(session, EVENTS, _move_events(segment, "entered", sorted(entered), now))
     return entered
 
@@ -109,12 +112,21 @@ def _exit(session: Session, segment: Segment | SegmentRef, contact_ids: list[int
     return exited
 
 
-def _recount(session: Session, segment: Segment | SegmentRef, delta: int | None = None) -> None:
-    seg = typing.cast(Table, Segment.__table__)
-    value: Any = (select(func.count()).select_from(MEMBERS).where(MEMBERS.c.segment_id == segment.id)
-                  .scalar_subquery()) if delta is None else seg.c.member_count + delta
-    session.execute(update(seg).where(seg.c.id == segment.id).values(member_count=value)
+SEGMENTS = typing.cast(Table, Segment.__table__)
+
+
+def _recount(session: Session, segment: Segment | SegmentRef) -> None:
+    members = select(func.count()).select_from(MEMBERS).where(MEMBERS.c.segment_id == segment.id).scalar_subquery()
+    session.execute(update(SEGMENTS).where(SEGMENTS.c.id == segment.id).values(member_count=members)
                     .execution_options(synchronize_session=False))
+
+
+def _add_to_counts(session: Session, deltas: dict[int, int]) -> None:
+    """member_count += delta for each segment, in one statement sent once."""
+    if deltas:
+        stmt = (update(SEGMENTS).where(SEGMENTS.c.id == bindparam("segment"))
+                .values(member_count=SEGMENTS.c.member_count + bindparam("delta")))
+        session.connection().execute(stmt, [{"segment": sid, "delta": d} for sid, d in sorted(deltas.items())])
 
 
 # Real time -------------------------------------------------------------------------------------
@@ -147,16 +159,17 @@ _known: dict[tuple[Any, ...], list[_Known]] = {}
 PLAN_CACHE = 512
 
 
-def _segments_now(session: Session, workspace_id: int) -> tuple[tuple[Any, ...], list[_Known]]:
-    versions = tuple(tuple(row) for row in session.execute(
-        select(Segment.id, Segment.updated_at).where(Segment.workspace_id == workspace_id).order_by(Segment.id)))
-    key = (str(session.get_bind().url), workspace_id, versions)
+def _segments_now(session: Session, workspace: Workspace) -> tuple[tuple[Any, ...], list[_Known]]:
+    """The workspace's rules as this process compiled them, unless its segments changed since."""
+    if workspace not in session:  # loaded elsewhere, its version may be old: this session's own row
+        workspace = session.get_one(Workspace, workspace.id)
+    key = (str(session.get_bind().url), workspace.id, workspace.segments_stamp)
     if key not in _known:
         known = []
-        for segment in dynamic_segments(session, workspace_id):
+        for segment in dynamic_segments(session, workspace.id):
             try:
                 rule = R.parse_rule(segment.rule)
-                kinds = frozenset(moved_by(session, rule, workspace_id))
+                kinds = frozenset(moved_by(session, rule, workspace.id))
             except Exception:  # a rule broken by a deleted list or field must not stop ingest
                 log.exception("segment %s: rule cannot be evaluated; left as it is", segment.id)
                 continue
@@ -208,7 +221,7 @@ def on_change(session: Session, workspace: Workspace, touched: dict[int, set[str
     if not touched:
         return moves
     now = now or utcnow()
-    key, known = _segments_now(session, workspace.id)
+    key, known = _segments_now(session, workspace)
     affected: list[tuple[_Known, set[int]]] = []
     for k in known:
         ids = {cid for cid, types in touched.items() if "*" in k.moved_by or k.moved_by & types}
@@ -220,15 +233,57 @@ def on_change(session: Session, workspace: Workspace, touched: dict[int, set[str
     plan, comp, evaluated = _plan(session, workspace, key, [k for k, _ in affected], now)
     affected = [(k, asked) for k, asked in affected if k in evaluated]
     rows = session.execute(plan, {SCOPE_IDS: ids, **comp.moments(now)}).all()
+    # The moves of all the segments are written together, one statement each for the new members,
+    # the members gone, their events and the counts: the real-time path pays a round trip a statement.
+    joining: list[tuple[int, int]] = []
+    leaving: list[tuple[int, int]] = []
     for i, (k, asked) in enumerate(affected):
         inside = {row[0] for row in rows if row[2 * i + 1] and row[0] in asked}
         was = {row[0] for row in rows if row[2 * i + 2] and row[0] in asked}
-        entered = _enter(session, k.ref, sorted(inside - was), now)
-        exited = _exit(session, k.ref, sorted(was - inside), now)
-        if entered or exited:
-            _recount(session, k.ref, len(entered) - len(exited))
-        moves += Moves(len(entered), len(exited))
-    return moves
+        joining += [(k.ref.id, cid) for cid in sorted(inside - was)]
+        leaving += [(k.ref.id, cid) for cid in sorted(was - inside)]
+    if not joining and not leaving:
+        return moves
+    refs = {k.ref.id: k.ref for k, _ in affected}
+    entered, exited = _enter_all(session, refs, joining, now), _exit_all(session, leaving)
+    events: list[dict[str, Any]] = []
+    deltas: dict[int, int] = {}
+    for kind, done, sign in (("entered", entered, 1), ("exited", exited, -1)):
+        for segment_id, contact_ids in sorted(done.items()):
+            events += _move_events(refs[segment_id], kind, sorted(contact_ids), now)
+            deltas[segment_id] = deltas.get(segment_id, 0) + sign * len(contact_ids)
+    insert_new(session, EVENTS, events)
+    _add_to_counts(session, {sid: d for sid, d in deltas.items() if d})
+    return Moves(sum(map(len, entered.values())), sum(map(len, exited.values())))
+
+
+def _enter_all(session: Session, refs: dict[int, SegmentRef], pairs: list[tuple[int, int]],
+               now: datetime) -> dict[int, set[int]]:
+    """(segment, contact) memberships in one statement; the contacts that were not members, by segment."""
+    if not pairs:
+        return {}
+    stmt = (dialect_insert(session, MEMBERS).on_conflict_do_nothing(index_elements=["segment_id", "contact_id"])
+            .returning(MEMBERS.c.segment_id, MEMBERS.c.contact_id))
+    rows = [{"segment_id": sid, "contact_id": cid, "workspace_id": refs[sid].workspace_id, "entered_at": now}
+            for sid, cid in pairs]
+    return _by_segment(session.connection().execute(stmt, rows).all())
+
+
+def _exit_all(session: Session, pairs: list[tuple[int, int]]) -> dict[int, set[int]]:
+    """Remove (segment, contact) memberships in one statement; the contacts that were members, by segment."""
+    rows: list[Any] = []
+    for start in range(0, len(pairs), PAIRS):  # two parameters a pair: SQLite takes some 32,000 a statement
+        stmt = (delete(MEMBERS).where(tuple_(MEMBERS.c.segment_id, MEMBERS.c.contact_id).in_(pairs[start:start + PAIRS]))
+                .returning(MEMBERS.c.segment_id, MEMBERS.c.contact_id))
+        rows += session.connection().execute(stmt).all()
+    return _by_segment(rows)
+
+
+def _by_segment(rows: Iterable[Any]) -> dict[int, set[int]]:
+    found: dict[int, set[int]] = {}
+    for segment_id, contact_id in rows:
+        found.setdefault(segment_id, set()).add(contact_id)
+    return found
 
 
 def contacts_changed(session: Session, workspace_id: int, contact_ids: Iterable[int]) -> Moves:

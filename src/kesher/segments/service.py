@@ -7,6 +7,7 @@ or stale. Membership then follows events (`membership.on_change`) and the period
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -131,6 +132,11 @@ def _name_free(session: Session, workspace_id: int, name: str, segment_id: int |
         raise Conflict(f"a segment named {name!r} exists", "name")
 
 
+def _changed(workspace: Workspace) -> None:
+    """Mark the workspace's segments as changed, for the real-time path's compiled rules."""
+    workspace.segments_stamp = secrets.randbits(62)
+
+
 def create_segment(session: Session, workspace: Workspace, name: str, rule: Any, *, description: str = "",
                    preset: str | None = None, actor: str = "system") -> Segment:
     clean_name, clean_description = _clean(name, description)
@@ -140,6 +146,7 @@ def create_segment(session: Session, workspace: Workspace, name: str, rule: Any,
     segment = Segment(workspace_id=workspace.id, name=clean_name, description=clean_description or "", rule=stored,
                       preset=preset)
     session.add(segment)
+    _changed(workspace)
     session.flush()
     membership.refresh(session, segment)
     session.refresh(segment)
@@ -185,6 +192,7 @@ def update_segment(session: Session, workspace: Workspace, segment_id: int, *, n
             changes["rule"] = segment.rule = stored
     if changes:
         segment.updated_at = utcnow()
+        _changed(workspace)
         session.flush()
         if "rule" in changes:
             membership.refresh(session, segment)
@@ -201,6 +209,7 @@ def delete_segment(session: Session, workspace_id: int, segment_id: int, *, acto
     if users:
         raise Conflict(f"segment {', '.join(users)} uses this segment; change it first", "id")
     session.delete(segment)
+    _changed(session.get_one(Workspace, workspace_id))
     session.flush()
     audit(session, workspace_id, actor, "segment.deleted", "segment", segment_id, {"name": segment.name})
 
