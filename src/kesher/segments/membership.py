@@ -90,15 +90,9 @@ def _move_events(segment: Segment | SegmentRef, kind: str, contact_ids: Iterable
 
 def _enter(session: Session, segment: Segment | SegmentRef, contact_ids: list[int], now: datetime) -> list[int]:
     """Make these contacts members, with their events; returns those that were not members."""
-    if not contact_ids:
-        return []
-    # Rows as parameters, not VALUES in the statement: one statement for any number, compiled once.
-    stmt = (dialect_insert(session, MEMBERS).on_conflict_do_nothing(index_elements=["segment_id", "contact_id"])
-            .returning(MEMBERS.c.contact_id))
-    rows = [{"segment_id": segment.id, "contact_id": cid, "workspace_id": segment.workspace_id, "entered_at": now}
-            for cid in contact_ids]
-    entered = list(session.connection().execute(stmt, rows).scalars())
-    insert_new(session, EVENTS, _move_events(segment, "entered", sorted(entered), now))
+    entered = sorted(_enter_all(session, {segment.id: segment}, [(segment.id, cid) for cid in contact_ids], now)
+                     .get(segment.id, ()))
+    insert_new(session, EVENTS, _move_events(segment, "entered", entered, now))
     return entered
 
 
@@ -257,11 +251,12 @@ def on_change(session: Session, workspace: Workspace, touched: dict[int, set[str
     return Moves(sum(map(len, entered.values())), sum(map(len, exited.values())))
 
 
-def _enter_all(session: Session, refs: dict[int, SegmentRef], pairs: list[tuple[int, int]],
+def _enter_all(session: Session, refs: dict[int, Segment | SegmentRef], pairs: list[tuple[int, int]],
                now: datetime) -> dict[int, set[int]]:
     """(segment, contact) memberships in one statement; the contacts that were not members, by segment."""
     if not pairs:
         return {}
+    # Rows as parameters, not VALUES in the statement: one statement for any number, compiled once.
     stmt = (dialect_insert(session, MEMBERS).on_conflict_do_nothing(index_elements=["segment_id", "contact_id"])
             .returning(MEMBERS.c.segment_id, MEMBERS.c.contact_id))
     rows = [{"segment_id": sid, "contact_id": cid, "workspace_id": refs[sid].workspace_id, "entered_at": now}
