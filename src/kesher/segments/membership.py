@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, delete, except_, exists, func, select, tuple_, update
+from sqlalchemy import Table, and_, bindparam, case, delete, except_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from kesher.accounts.models import Workspace
@@ -40,7 +40,6 @@ STATISTICS = [(typing.cast(Table, t), sampled) for t, sampled in (
     (Event.__table__, True), (PurchaseItem.__table__, True))]
 EVENTS = typing.cast(Table, Event.__table__)
 BATCH = 10_000
-PAIRS = 5_000
 
 
 # Asking ---------------------------------------------------------------------------------------
@@ -97,12 +96,9 @@ def _enter(session: Session, segment: Segment | SegmentRef, contact_ids: list[in
 
 
 def _exit(session: Session, segment: Segment | SegmentRef, contact_ids: list[int], now: datetime) -> list[int]:
-    if not contact_ids:
-        return []
-    exited = list(session.scalars(delete(MEMBERS).where(MEMBERS.c.segment_id == segment.id,
-                                                        one_of(session, MEMBERS.c.contact_id, contact_ids))
-                                  .returning(MEMBERS.c.contact_id)))
-    insert_new(session, EVENTS, _move_events(segment, "exited", sorted(exited), now))
+    """Take these contacts out, with their events; returns those that were members."""
+    exited = sorted(_exit_all(session, [(segment.id, cid) for cid in contact_ids]).get(segment.id, ()))
+    insert_new(session, EVENTS, _move_events(segment, "exited", exited, now))
     return exited
 
 
@@ -265,11 +261,18 @@ def _enter_all(session: Session, refs: dict[int, Segment | SegmentRef], pairs: l
 
 
 def _exit_all(session: Session, pairs: list[tuple[int, int]]) -> dict[int, set[int]]:
-    """Remove (segment, contact) memberships in one statement; the contacts that were members, by segment."""
+    """Remove (segment, contact) memberships, several segments a statement (each with its contacts as
+    one array on PostgreSQL); the contacts that were members, by segment."""
     rows: list[Any] = []
-    for start in range(0, len(pairs), PAIRS):  # two parameters a pair: SQLite takes some 32,000 a statement
-        stmt = (delete(MEMBERS).where(tuple_(MEMBERS.c.segment_id, MEMBERS.c.contact_id).in_(pairs[start:start + PAIRS]))
-                .returning(MEMBERS.c.segment_id, MEMBERS.c.contact_id))
+    groups = sorted(_by_segment(pairs).items())
+    while groups:
+        taken, size = [], 0  # up to BATCH contacts a statement: SQLite takes some 32,000 parameters
+        while groups and (not taken or size + len(groups[0][1]) <= BATCH):
+            segment_id, contact_ids = groups.pop(0)
+            taken.append(and_(MEMBERS.c.segment_id == segment_id,
+                              one_of(session, MEMBERS.c.contact_id, sorted(contact_ids))))
+            size += len(contact_ids)
+        stmt = delete(MEMBERS).where(or_(*taken)).returning(MEMBERS.c.segment_id, MEMBERS.c.contact_id)
         rows += session.connection().execute(stmt).all()
     return _by_segment(rows)
 
