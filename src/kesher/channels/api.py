@@ -13,12 +13,13 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 
 from kesher.accounts.models import Workspace
 from kesher.channels import providers, senders
+from kesher.channels.hooks import webhook_urls
 from kesher.channels.schemas import (
     DkimKeyIn, DkimRecordOut, SenderIn, SenderOut, SenderPatch, WebhookKeysOut, WebhookKeysPatch,
 )
 from kesher.contacts.api import CONFLICT, NO_CONTENT
 from kesher.db.base import MAX_ID
-from kesher.web.deps import ApiCaller, DbSession, api_caller, public_url
+from kesher.web.deps import ApiCaller, DbSession, api_caller
 from kesher.web.problems import API_ERRORS
 
 router = APIRouter(tags=["senders"], responses=API_ERRORS)
@@ -63,11 +64,6 @@ def delete_sender(sender_id: SenderId, caller: Caller, session: DbSession) -> No
 def generate_dkim_key(sender_id: SenderId, body: DkimKeyIn, caller: Caller, session: DbSession) -> DkimRecordOut:
     record = senders.generate_dkim_key(session, caller.workspace_id, sender_id, body.selector, actor=caller.actor)
     return DkimRecordOut.of(record)
-
-
-def webhook_urls(request: Request, slug: str) -> dict[str, str]:
-    """The addresses of the workspace's bounce and complaint webhooks, by provider."""
-    return {provider: public_url(request, f"/hooks/{provider}/{slug}") for provider in providers.PROVIDERS}
 
 
 def _keys_out(request: Request, workspace: Workspace) -> WebhookKeysOut:

@@ -19,7 +19,7 @@ from kesher.accounts.service import get_workspace
 from kesher.channels import providers
 from kesher.channels.bounces import Report, record_report
 from kesher.errors import NotFound, ValidationError
-from kesher.web.deps import DbSession, read_body
+from kesher.web.deps import DbSession, public_url, read_body
 from kesher.web.problems import problem_doc
 
 log = logging.getLogger("kesher.webhooks")
@@ -58,6 +58,11 @@ RawBody = Annotated[bytes, Depends(raw_body)]
 def sns_fetch() -> providers.Fetch:
     """How SNS certificates (and, when allowed, subscription confirmations) are fetched; tests replace it."""
     return providers.fetch_from_sns
+
+
+def webhook_urls(request: Request, slug: str) -> dict[str, str]:
+    """The addresses of a workspace's bounce and complaint webhooks (the routes below), by provider."""
+    return {provider: public_url(request, f"{router.prefix}/{provider}/{slug}") for provider in providers.PROVIDERS}
 
 
 def _workspace(session: Session, slug: str) -> Workspace:

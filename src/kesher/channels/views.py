@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from kesher.channels import providers, senders, sink
-from kesher.channels.api import webhook_urls
+from kesher.channels.hooks import webhook_urls
 from kesher.channels.models import CaughtMail, Sender
 from kesher.contacts.views import PageRoute
 from kesher.db.base import MAX_ID

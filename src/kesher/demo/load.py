@@ -20,7 +20,7 @@ from kesher.accounts import service as accounts
 from kesher.contacts import groups
 from kesher.contacts.fields import create_field, fields_by_key
 from kesher.contacts.inputs import ContactInput
-from kesher.contacts.models import Contact, CustomField
+from kesher.contacts.models import CustomField
 from kesher.contacts.service import build_input
 from kesher.contacts.upsert import Outcome, upsert_contacts
 from kesher.db import Database
@@ -28,7 +28,7 @@ from kesher.demo import generator
 from kesher.errors import NotFound
 from kesher.db.upsert import refresh_statistics
 from kesher.events.ingest import ingest, settle
-from kesher.events.models import ContactRollup, Event, PurchaseItem
+from kesher.events.models import Event, PurchaseItem
 from kesher.events.schemas import IngestResult
 
 DEMO_NAME = "חנות הדגמה"
@@ -197,8 +197,5 @@ def load_events(
     with db.session() as session:  # a year of history at once: let the planner see it
         for table, sampled in ((Event.__table__, True), (PurchaseItem.__table__, True)):
             refresh_statistics(session, table, sampled=sampled)
-    settle(db, workspace_id)
-    with db.session() as session:
-        for table, sampled in ((Contact.__table__, False), (ContactRollup.__table__, False)):
-            refresh_statistics(session, table, sampled=sampled)
+    settle(db, workspace_id)  # its segments step refreshes the statistics of contacts and rollups
     return total
