@@ -107,16 +107,20 @@ def test_two_workers_share_one_campaign_without_duplicates(database, workspace, 
     smtp_server.delay = 0.02
     env = _env(database, smtp_server, tmp_path)
     workers = [_worker(env, tmp_path, f"w{i}") for i in range(2)]
+
+    def reported() -> list[int]:
+        return [sum(int(n) for n in re.findall(rf"campaign {campaign_id}: Report\(sent=(\d+)", log.read_text()))
+                for _, log in workers]
+
     try:
         _wait(lambda: _status(database, campaign_id) == "sent", 120, "the campaign to finish")
+        # The campaign reads "sent" as the last pass commits; its worker logs the pass just after.
+        _wait(lambda: sum(reported()) >= total, 30, "the workers to log their passes")
     finally:
         for process, _ in workers:
             _stop(process)
     counts = smtp_server.counts()
     assert len(counts) == total and set(counts.values()) == {1}
-    sent_by = []
-    for _, log in workers:
-        reports = re.findall(rf"campaign {campaign_id}: Report\(sent=(\d+)", log.read_text())
-        sent_by.append(sum(int(n) for n in reports))
+    sent_by = reported()
     assert sum(sent_by) == total
     assert all(n > 0 for n in sent_by), f"one worker did all the sending: {sent_by}"
