@@ -5,12 +5,15 @@ from datetime import datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from kesher.accounts import service as accounts
+from kesher.accounts.models import Workspace
 from kesher.contacts import fields as field_service
 from kesher.contacts import groups, suppression
 from kesher.contacts import service as contacts
 from kesher.contacts.schemas import MAX_BULK
+from kesher.errors import NotFound
 from tests.problems import problem
 
 FORMULA = '=HYPERLINK("http://x","y")'
@@ -152,6 +155,7 @@ def test_another_workspaces_ids_answer_404_as_if_missing(api, database, other_wo
                         "contact_ids")
 
     group_routes("lists", their_list, my_list)
+    same_as_missing(lambda i: api.patch(f"/lists/{i}", json={"topic": True}), their_list)
     group_routes("tags", their_tag, my_tag)
     same_as_missing(lambda i: api.post("/contacts", json={"email": "new@example.com", "lists": [i]}), their_list,
                     "lists")
@@ -169,6 +173,7 @@ def test_another_workspaces_ids_answer_404_as_if_missing(api, database, other_wo
     with database.session() as s:
         assert contacts.get_contact(s, ws, theirs).city is None
         assert groups.get(s, ws, "list", their_list).name == "Theirs"
+        assert groups.topic_ids(s.get_one(Workspace, ws)) == []
         assert groups.get(s, ws, "tag", their_tag).name == "theirs"
         assert field_service.get_field(s, ws, their_field).key == "secret"
         assert suppression.is_suppressed(s, ws, "email", "gone@example.com")
@@ -280,6 +285,94 @@ def test_lists_and_tags(api):
     assert api.delete(f"/tags/{tag['id']}").status_code == 204
     problem(api.get(f"/lists/{club['id']}"), 404, "id")
     assert len(all_contacts(api)) == 3
+
+
+def topics(database, workspace) -> list[int]:
+    with database.session() as s:
+        return groups.topic_ids(s.get_one(Workspace, workspace.id))
+
+
+def test_lists_offered_as_topics_keep_their_order_until_withdrawn_or_deleted(api, database, workspace):
+    news = api.post("/lists", json={"name": "חדשות", "topic": True})
+    assert news.status_code == 201 and news.json()["topic"] is True
+    news = news.json()
+    vip = api.post("/lists", json={"name": "VIP"}).json()
+    deals = api.post("/lists", json={"name": "מבצעים"}).json()
+    assert vip["topic"] is False
+    assert api.patch(f"/lists/{deals['id']}", json={"topic": True}).json()["topic"] is True
+    assert topics(database, workspace) == [news["id"], deals["id"]]
+    assert {g["name"]: g["topic"] for g in api.get("/lists").json()} == {"VIP": False, "חדשות": True, "מבצעים": True}
+    assert api.get(f"/lists/{vip['id']}").json()["topic"] is False
+
+    # Withdrawn and offered again, a topic comes last; a patch that does not name `topic` leaves it.
+    assert api.patch(f"/lists/{news['id']}", json={"topic": False}).json()["topic"] is False
+    assert api.patch(f"/lists/{news['id']}", json={"topic": True}).json()["topic"] is True
+    assert api.patch(f"/lists/{news['id']}", json={"topic": True}).json()["topic"] is True
+    assert api.patch(f"/lists/{deals['id']}", json={"name": "הנחות"}).json()["topic"] is True
+    assert topics(database, workspace) == [deals["id"], news["id"]]
+    with database.session() as s:
+        trail = accounts.audit_trail(s, workspace.id, "list", news["id"])
+        assert [(e.action, e.changes) for e in reversed(trail)] == [
+            ("list.created", {"name": "חדשות"}), ("list.topic_changed", {"topic": [False, True]}),
+            ("list.topic_changed", {"topic": [True, False]}), ("list.topic_changed", {"topic": [False, True]})]
+
+    assert api.delete(f"/lists/{deals['id']}").status_code == 204
+    assert topics(database, workspace) == [news["id"]]
+    with database.session() as s:
+        assert accounts.audit_trail(s, workspace.id, "list", deals["id"])[0].changes == {
+            "name": "הנחות", "topic": [True, False]}
+    assert [(g["name"], g["topic"]) for g in api.get("/lists").json()] == [("VIP", False), ("חדשות", True)]
+
+
+@pytest.mark.parametrize("method, payload", [
+    ("post", {"name": "Club", "topic": "maybe"}),
+    ("post", {"name": "Club", "topic": "true"}),
+    ("post", {"name": "Club", "topic": 1}),
+    ("post", {"name": "Club", "topic": None}),
+    ("patch", {"topic": "maybe"}),
+    ("patch", {"name": "Renamed", "topic": [True]}),
+])
+def test_a_topic_must_be_true_or_false(api, database, workspace, method, payload):
+    club = api.post("/lists", json={"name": "Existing"}).json()
+    path = "/lists" if method == "post" else f"/lists/{club['id']}"
+    problem(api.request(method.upper(), path, json=payload), 422, "topic")
+    assert [(g["name"], g["topic"]) for g in api.get("/lists").json()] == [("Existing", False)]
+    assert topics(database, workspace) == []
+
+
+def test_a_workspace_offers_only_its_own_lists(api, database, workspace, other_workspace):
+    with database.session() as s:
+        theirs = groups.create(s, other_workspace.id, "list", "Theirs").id
+        groups.offer_as_topic(s, other_workspace.id, theirs, True)
+        # Another workspace's list cannot be offered here, even through the service.
+        with pytest.raises(NotFound):
+            groups.offer_as_topic(s, workspace.id, theirs, True)
+    mine = api.post("/lists", json={"name": "Mine", "topic": True}).json()["id"]
+    assert [(g["id"], g["topic"]) for g in api.get("/lists").json()] == [(mine, True)]
+    assert api.delete(f"/lists/{mine}").status_code == 204
+    assert topics(database, workspace) == [] and topics(database, other_workspace) == [theirs]
+
+
+def test_all_lists_reads_the_topics_once_however_many_lists(api, database):
+    def statements() -> int:
+        seen: list[str] = []
+
+        def count_it(conn, cursor, statement, *args):  # noqa: ANN001 - SQLAlchemy's listener signature
+            seen.append(statement)
+
+        event.listen(database.engine, "before_cursor_execute", count_it)
+        try:
+            assert api.get("/lists").status_code == 200
+        finally:
+            event.remove(database.engine, "before_cursor_execute", count_it)
+        return len(seen)
+
+    api.post("/lists", json={"name": "first", "topic": True})
+    one = statements()
+    for n in range(5):
+        api.post("/lists", json={"name": f"more {n}", "topic": n % 2 == 0})
+    assert sum(g["topic"] for g in api.get("/lists").json()) == 4
+    assert statements() == one
 
 
 def test_custom_fields(api):

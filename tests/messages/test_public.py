@@ -295,6 +295,27 @@ def test_the_preference_page_saves_channels_topics_and_less_mail(client, databas
         assert preferences.wants_less(s, [sent.contact_id]) == set()
 
 
+def test_lists_offered_through_the_api_are_the_topics_of_the_preference_page(client, api, database, workspace) -> None:  # type: ignore[no-untyped-def]
+    sent = send(database, workspace)
+    news = api.post("/lists", json={"name": "חדשות", "description": "פעם בשבוע", "topic": True}).json()
+    deals = api.post("/lists", json={"name": "מבצעים"}).json()
+    url = path(LINKS.preferences_url(sent.message_id))
+    page = client.get(url).text
+    assert f'name="topic" value="{news["id"]}">' in page and "פעם בשבוע" in page and "מבצעים" not in page
+
+    assert api.patch(f"/lists/{deals['id']}", json={"topic": True}).status_code == 200
+    page = client.get(url).text
+    assert page.index(f'value="{news["id"]}"') < page.index(f'value="{deals["id"]}"')  # in the order offered
+    assert client.post(url, data={"channel": ["email"], "topic": [deals["id"]]}).status_code == 303
+    assert api.get(f"/lists/{deals['id']}").json()["member_count"] == 1
+
+    assert api.delete(f"/lists/{news['id']}").status_code == 204
+    assert api.patch(f"/lists/{deals['id']}", json={"topic": False}).status_code == 200
+    assert 'name="topic"' not in client.get(url).text
+    refused = client.post(url, data={"channel": ["email"], "topic": [deals["id"]]})
+    assert refused.status_code == 422 and refused.json()["field"] == "topics"
+
+
 def test_email_can_be_taken_back_up_through_the_link(client, database, workspace) -> None:  # type: ignore[no-untyped-def]
     sent = send(database, workspace, language="en")
     client.post(path(LINKS.unsubscribe_url(sent.message_id)), data={"List-Unsubscribe": "One-Click"})

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from kesher.accounts import service as accounts
-from kesher.accounts.models import User
+from kesher.accounts.models import User, Workspace
 from kesher.contacts import fields as field_service
 from kesher.contacts import groups
 from kesher.contacts import service as contacts
@@ -234,6 +234,41 @@ def test_lists_and_tags_pages(ui: Browser, database: Database, workspace) -> Non
 
     assert ui.post("/tags", {"name": "VIP"}).status_code == 303
     assert "VIP" in ui.get("/tags").text and "VIP" not in ui.get("/lists").text
+
+
+def test_lists_page_offers_lists_as_topics_of_the_preference_page(  # type: ignore[no-untyped-def]
+    ui: Browser, database: Database, workspace, other_workspace,
+) -> None:
+    page = ui.get("/lists").text
+    assert 'name="topic"' in page and "מוצעת כנושא בדף ההעדפות" in page
+    assert ui.post("/lists", {"name": "חדשות", "topic": "true"}).status_code == 303
+    assert ui.post("/lists", {"name": "מבצעים"}).status_code == 303
+    with database.session() as s:
+        news, deals = (g.id for g in sorted((g for g, _n in groups.all_with_counts(s, workspace.id, "list")),
+                                            key=lambda g: g.id))
+        assert groups.topic_ids(s.get_one(Workspace, workspace.id)) == [news]
+        theirs = groups.create(s, other_workspace.id, "list", "Theirs").id
+    page = ui.get("/lists").text
+    assert page.count('class="badge status-granted">נושא<') == 1 and "דף ההעדפות" in page
+    row = page.split(f'action="/lists/{news}/topic"')[1].split("</form>")[0]
+    assert 'name="topic" value="false"' in row and "הסרה מדף ההעדפות" in row
+
+    assert ui.post(f"/lists/{deals}/topic", {"topic": "true"}).status_code == 303
+    assert ui.post(f"/lists/{news}/topic", {"topic": "false"}).status_code == 303
+    with database.session() as s:
+        assert groups.topic_ids(s.get_one(Workspace, workspace.id)) == [deals]
+    row = ui.get("/lists").text.split(f'action="/lists/{news}/topic"')[1].split("</form>")[0]
+    assert 'name="topic" value="true"' in row and "הוספה לדף ההעדפות" in row
+
+    assert ui.post(f"/lists/{theirs}/topic", {"topic": "true"}).status_code == 404
+    with database.session() as s:
+        assert groups.topic_ids(s.get_one(Workspace, other_workspace.id)) == []
+    assert "/topic" not in ui.get("/tags").text and 'name="topic"' not in ui.get("/tags").text
+
+    assert ui.post("/language", {"language": "en", "next": "/lists"}).status_code == 303
+    page = ui.get("/lists").text
+    assert "Offered as a topic on the preference page" in page and ">Topic<" in page
+    assert "Remove from the preference page" in page and "Add to the preference page" in page
 
 
 def test_import_pages(ui: Browser, database: Database, workspace) -> None:  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import ValidationError as ShapeError
 from sqlalchemy.orm import Session
 
+from kesher.accounts.models import Workspace
 from kesher.contacts import fields as field_service
 from kesher.contacts import groups, service, suppression
 from kesher.contacts.schemas import (
@@ -202,14 +203,19 @@ def put_consent(contact_id: ContactId, channel: Annotated[Channel, Path()], body
 # Lists ------------------------------------------------------------------------------------------
 
 
+def _topic_ids(session: Session, caller: ApiCaller) -> list[int]:
+    return groups.topic_ids(session.get_one(Workspace, caller.workspace_id))
+
+
 def _list_out(session: Session, caller: ApiCaller, group: Any) -> ListOut:
     members = service.count(session, caller.workspace_id, service.ContactFilter(list_id=group.id))
-    return ListOut.of(group, members)
+    return ListOut.of(group, members, group.id in _topic_ids(session, caller))
 
 
 @router.get("/lists", tags=["lists"], summary="All lists with their member counts")
 def all_lists(caller: Caller, session: Db) -> list[ListOut]:
-    return [ListOut.of(g, n) for g, n in groups.all_with_counts(session, caller.workspace_id, "list")]
+    topics = set(_topic_ids(session, caller))
+    return [ListOut.of(g, n, g.id in topics) for g, n in groups.all_with_counts(session, caller.workspace_id, "list")]
 
 
 @router.post("/lists", tags=["lists"], summary="Create a list", status_code=status.HTTP_201_CREATED,
@@ -217,7 +223,9 @@ def all_lists(caller: Caller, session: Db) -> list[ListOut]:
 def create_list(body: ListIn, caller: Caller, session: Db) -> ListOut:
     group = groups.create(session, caller.workspace_id, "list", body.name, description=body.description,
                           actor=caller.actor)
-    return ListOut.of(group, 0)
+    if body.topic:
+        groups.offer_as_topic(session, caller.workspace_id, group.id, True, actor=caller.actor)
+    return ListOut.of(group, 0, body.topic)
 
 
 @router.get("/lists/{list_id}", tags=["lists"], summary="A list with its member count")
@@ -225,14 +233,16 @@ def get_list(list_id: ListId, caller: Caller, session: Db) -> ListOut:
     return _list_out(session, caller, groups.get(session, caller.workspace_id, "list", list_id))
 
 
-@router.patch("/lists/{list_id}", tags=["lists"], summary="Rename a list or change its description",
-              responses=CONFLICT)
+@router.patch("/lists/{list_id}", tags=["lists"],
+              summary="Rename a list, change its description, or offer it as a topic", responses=CONFLICT)
 def update_list(list_id: ListId, body: ListPatch, caller: Caller, session: Db) -> ListOut:
     group = groups.get(session, caller.workspace_id, "list", list_id)
     if body.name is not None:
         group = groups.rename(session, caller.workspace_id, "list", list_id, body.name, actor=caller.actor)
     if body.description is not None:
         group = groups.describe(session, caller.workspace_id, list_id, body.description, actor=caller.actor)
+    if body.topic is not None:
+        group = groups.offer_as_topic(session, caller.workspace_id, list_id, body.topic, actor=caller.actor)
     return _list_out(session, caller, group)
 
 

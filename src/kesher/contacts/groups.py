@@ -1,4 +1,9 @@
-"""Static lists and tags: named groups of contacts that change only when someone changes them."""
+"""Static lists and tags: named groups of contacts that change only when someone changes them.
+
+A workspace may offer some of its lists as topics: recipients choose among them on the preference
+page (`messages.preferences`). They are kept, in the order the page shows them, as list ids in
+`workspace.settings["preferences"]["topic_lists"]`; only this module writes that key.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from kesher.accounts.models import Workspace
 from kesher.accounts.service import audit
 from kesher.contacts.models import Contact, ContactList, ContactTag, ListMembership, Tag
 from kesher.contacts.changes import contacts_changed, refuse_if_segments_use
@@ -99,9 +105,42 @@ def describe(session: Session, workspace_id: int, list_id: int, description: str
 def remove(session: Session, workspace_id: int, kind: str, group_id: int, *, actor: str = "system") -> None:
     group = get(session, workspace_id, kind, group_id)
     refuse_if_segments_use(session, workspace_id, kind, group.id, group.name)
-    audit(session, workspace_id, actor, f"{kind}.deleted", kind, group.id, {"name": group.name})
+    changes: dict[str, Any] = {"name": group.name}
+    # SQLite may give a deleted list's id to the next list created: it must not inherit the topic.
+    if kind == "list" and _set_topic(session, workspace_id, group.id, False):
+        changes["topic"] = [True, False]
+    audit(session, workspace_id, actor, f"{kind}.deleted", kind, group.id, changes)
     session.delete(group)
     session.flush()
+
+
+def topic_ids(workspace: Workspace) -> list[int]:
+    """Ids of the lists the workspace offers as topics, in the order the preference page shows them."""
+    wanted = ((workspace.settings or {}).get("preferences") or {}).get("topic_lists") or []
+    return list(dict.fromkeys(i for i in wanted if type(i) is int))
+
+
+def offer_as_topic(session: Session, workspace_id: int, list_id: int, topic: bool, *, actor: str = "system") -> Any:
+    """Offer the list on the preference page, after the topics offered already, or stop offering it."""
+    group = get(session, workspace_id, "list", list_id)
+    if _set_topic(session, workspace_id, group.id, topic):
+        audit(session, workspace_id, actor, "list.topic_changed", "list", group.id, {"topic": [not topic, topic]})
+    return group
+
+
+def _set_topic(session: Session, workspace_id: int, list_id: int, topic: bool) -> bool:
+    """Add the list to the workspace's topics or take it out; False when it was so already."""
+    # Locked and read afresh: two lists offered at once must both end up in the topics.
+    workspace = session.scalars(select(Workspace).where(Workspace.id == workspace_id).with_for_update()
+                                .execution_options(populate_existing=True)).one()
+    ids = topic_ids(workspace)
+    if (list_id in ids) == topic:
+        return False
+    ids = [*ids, list_id] if topic else [i for i in ids if i != list_id]
+    settings = workspace.settings or {}
+    workspace.settings = {**settings, "preferences": {**(settings.get("preferences") or {}), "topic_lists": ids}}
+    session.flush()
+    return True
 
 
 def all_with_counts(session: Session, workspace_id: int, kind: str) -> list[tuple[Any, int]]:

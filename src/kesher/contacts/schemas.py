@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, IPvAnyAddress, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, IPvAnyAddress, StrictBool, WithJsonSchema
 
 from kesher.contacts.models import CHANNELS, CONSENT_STATUSES, FIELD_TYPES, Contact, ContactList, Tag
 from kesher.contacts.service import ContactDetail
@@ -170,27 +170,33 @@ class BulkResult(BaseModel):
 # Lists and tags ---------------------------------------------------------------------------------
 
 
+TOPIC = "Offered as a topic on the preference page of the workspace's messages."
+
+
 class ListIn(_In):
     name: str = Field(examples=["לקוחות VIP"])
     description: str = ""
+    topic: StrictBool = Field(False, description=f"{TOPIC} A new topic comes after the others.")
 
 
 class ListPatch(_In):
     name: str | None = None
     description: str | None = None
+    topic: StrictBool | None = Field(None, description=f"{TOPIC} A new topic comes after the others.")
 
 
 class ListOut(BaseModel):
     id: int
     name: str
     description: str
+    topic: bool = Field(description=TOPIC)
     member_count: int
     created_at: datetime
 
     @classmethod
-    def of(cls, group: ContactList, member_count: int) -> ListOut:
-        return cls(id=group.id, name=group.name, description=group.description, member_count=member_count,
-                   created_at=group.created_at)
+    def of(cls, group: ContactList, member_count: int, topic: bool) -> ListOut:
+        return cls(id=group.id, name=group.name, description=group.description, topic=topic,
+                   member_count=member_count, created_at=group.created_at)
 
 
 class TagIn(_In):

@@ -421,8 +421,9 @@ def _kind(request: Request) -> str:
 
 def _groups_page(request: Request, ctx: UiContext, session: Session, error: str = "", status_code: int = 200) -> HTMLResponse:
     kind = _kind(request)
+    topics = set(groups.topic_ids(ctx.workspace)) if kind == "list" else set()
     return render(request, "groups/index.html", ctx, status_code=status_code, kind=kind, plural=PLURAL[kind],
-                  rows=groups.all_with_counts(session, ctx.workspace.id, kind), error=error)
+                  rows=groups.all_with_counts(session, ctx.workspace.id, kind), topics=topics, error=error)
 
 
 def _group_error(kind: str, exc: KesherError) -> str:
@@ -440,14 +441,17 @@ def groups_page(request: Request, ctx: UiContext = Depends(ui_context), session:
 @router.post("/lists", response_class=HTMLResponse)
 @router.post("/tags", response_class=HTMLResponse)
 def create_group(
-    request: Request, name: str = Form(""), ctx: UiContext = Depends(ui_context), session: Session = transaction,
+    request: Request, name: str = Form(""), topic: bool = Form(False), ctx: UiContext = Depends(ui_context),
+    session: Session = transaction,
 ) -> Response:
     kind = _kind(request)
     try:
-        groups.create(session, ctx.workspace.id, kind, name, actor=ctx.actor)
+        group = groups.create(session, ctx.workspace.id, kind, name, actor=ctx.actor)
     except (ValidationError, Conflict) as exc:
         session.rollback()
         return _groups_page(request, ctx, session, _group_error(kind, exc), exc.status)
+    if kind == "list" and topic:
+        groups.offer_as_topic(session, ctx.workspace.id, group.id, True, actor=ctx.actor)
     return redirect(f"/{PLURAL[kind]}")
 
 
@@ -464,6 +468,14 @@ def rename_group(
         session.rollback()
         return _groups_page(request, ctx, session, _group_error(kind, exc), exc.status)
     return redirect(f"/{PLURAL[kind]}")
+
+
+@router.post("/lists/{group_id}/topic")
+def offer_list_as_topic(
+    group_id: int, topic: bool = Form(False), ctx: UiContext = Depends(ui_context), session: Session = transaction,
+) -> RedirectResponse:
+    groups.offer_as_topic(session, ctx.workspace.id, group_id, topic, actor=ctx.actor)
+    return redirect("/lists")
 
 
 @router.post("/lists/{group_id}/delete")

@@ -4,10 +4,11 @@ to get, and whether to get less mail.
 The link's token names an outbox message; the workspace, the contact and the address always come
 from that message's row, never from the request.
 
-Topics are the lists a workspace offers as such (`workspace.settings["preferences"]["topic_lists"]`,
-list ids). A contact's choice is kept twice, on purpose: in `contact_preferences.topics` (what they
-asked for, and when) and as membership of those lists, which campaigns and segments read. The
-policy gate reads `wants_less` to give such contacts a lower cap.
+Topics are the lists a workspace offers as such (`groups.topic_ids`; marketers choose them through
+the lists API and the lists page). A contact's choice is kept twice, on purpose: in
+`contact_preferences.topics` (what they asked for, and when) and as membership of those lists,
+which campaigns and segments read. The policy gate reads `wants_less` to give such contacts a
+lower cap.
 """
 
 from __future__ import annotations
@@ -44,13 +45,12 @@ class Preferences:
 
 def topic_lists(session: Session, workspace: Workspace) -> list[ContactList]:
     """The lists the workspace offers as topics, in the order its settings give them."""
-    wanted = ((workspace.settings or {}).get("preferences") or {}).get("topic_lists") or []
-    ids = [i for i in wanted if isinstance(i, int)]
+    ids = groups.topic_ids(workspace)
     if not ids:
         return []
     found = {lst.id: lst for lst in session.scalars(
         select(ContactList).where(ContactList.workspace_id == workspace.id, ContactList.id.in_(ids)))}
-    return [found[i] for i in dict.fromkeys(ids) if i in found]
+    return [found[i] for i in ids if i in found]
 
 
 def get_preferences(session: Session, contact_id: int) -> Preferences:
