@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import logging
+import types
 
 import pytest
 from cryptography import x509
@@ -17,7 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from kesher.accounts.models import Workspace
-from kesher.channels import hooks, providers
+from kesher.channels import hooks, outbox, providers
 from kesher.channels.bounces import bounce_address
 from kesher.contacts import service as contacts
 from kesher.contacts.models import Suppression
@@ -111,12 +112,12 @@ def ses_mail(row) -> dict:
                               "to": [row.address], "messageId": "<0100018d4c3c@email.amazonses.com>", "subject": "Hello"}}
 
 
-def ses_bounce(row, bounce_type: str = "Permanent") -> dict:
+def ses_bounce(row, bounce_type: str = "Permanent", timestamp: str = "2026-01-27T14:59:38.237Z") -> dict:
     return {"notificationType": "Bounce", "mail": ses_mail(row), "bounce": {
         "bounceType": bounce_type, "bounceSubType": "General", "reportingMTA": "dns; email.example.com",
         "bouncedRecipients": [{"emailAddress": row.address, "status": "5.1.1", "action": "failed",
                                "diagnosticCode": "smtp; 550 5.1.1 <dana@example.com>... User"}],
-        "timestamp": "2026-01-27T14:59:38.237Z", "remoteMtaIp": "127.0.2.0",
+        "timestamp": timestamp, "remoteMtaIp": "127.0.2.0",
         "feedbackId": "00000138111222aa-33322211-cccc-cccc-cccc-ddddaaaa068a-000000"}}
 
 
@@ -282,8 +283,9 @@ def mailgun_body(event_data: dict, key: str = MAILGUN_KEY, token: str = "a8ce0ed
     return {"signature": {"timestamp": timestamp, "token": token, "signature": signature}, "event-data": event_data}
 
 
-def mailgun_failed(row, severity: str = "permanent", event_id: str = "G9Bn5sl1TC6nu79C8C0bwg") -> dict:
-    return {"event": "failed", "id": event_id, "timestamp": 1521233195.375624, "log-level": "error",
+def mailgun_failed(row, severity: str = "permanent", event_id: str = "G9Bn5sl1TC6nu79C8C0bwg",
+                   timestamp: float = 1521233195.375624) -> dict:
+    return {"event": "failed", "id": event_id, "timestamp": timestamp, "log-level": "error",
             "severity": severity, "reason": "bounce", "recipient": row.address, "recipient-domain": "example.com",
             "envelope": {"sender": "postmaster@mg.teva.co.il", "transport": "smtp", "targets": row.address},
             "message": {"headers": {"to": f"Dana <{row.address}>", "message-id": row.message_id.strip("<>"),
@@ -331,6 +333,140 @@ def test_a_message_of_another_workspace_is_not_touched(client, sent_message, dat
     assert result["unmatched"] == 1
     assert events_of(database, row.contact_id, "email_bounced") == []
     assert suppression(database, workspace, row.address) is None
+
+
+# Deliveries ------------------------------------------------------------------------------------------
+
+DELIVERED_AT = datetime.datetime(2026, 2, 1, 9, 30, 12, 546000, tzinfo=datetime.UTC)
+
+
+def ses_time(at: datetime.datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def ses_delivery(row, at: datetime.datetime, *, event_publishing: bool = False) -> dict:
+    """A Delivery notification, or (`event_publishing`) the Delivery record of a configuration set."""
+    kind = {"eventType": "Delivery"} if event_publishing else {"notificationType": "Delivery"}
+    return {**kind, "mail": ses_mail(row), "delivery": {
+        "timestamp": ses_time(at), "processingTimeMillis": 546, "recipients": [row.address],
+        "smtpResponse": "250 ok:  Message 64111812 accepted", "reportingMTA": "a8-70.smtp-out.amazonses.com",
+        "remoteMtaIp": "127.0.2.0"}}
+
+
+def sendgrid_delivered(row, event_id: str, at: datetime.datetime) -> dict:
+    return {"email": row.address, "timestamp": int(at.timestamp()), "smtp-id": row.message_id, "event": "delivered",
+            "category": "cat facts", "sg_event_id": event_id, "response": "250 OK",
+            "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0"}
+
+
+def mailgun_delivered(row, event_id: str, at: datetime.datetime) -> dict:
+    return {"event": "delivered", "id": event_id, "timestamp": at.timestamp(), "log-level": "info",
+            "recipient": row.address, "recipient-domain": "example.com",
+            "envelope": {"sender": "postmaster@mg.teva.co.il", "transport": "smtp", "targets": row.address,
+                         "sending-ip": "209.61.154.250"},
+            "message": {"headers": {"to": f"Dana <{row.address}>", "message-id": row.message_id.strip("<>"),
+                                    "from": "Teva <shop@teva.co.il>", "subject": "Hello"},
+                        "attachments": [], "size": 111},
+            "delivery-status": {"tls": True, "mx-host": "smtp-in.example.com", "code": 250, "description": "",
+                                "session-seconds": 0.43, "utf8": True, "attempt-no": 1, "message": "OK",
+                                "certificate-verified": True},
+            "flags": {"is-routed": False, "is-authenticated": True, "is-system-test": False, "is-test-mode": False},
+            "tags": [], "campaigns": [], "user-variables": {}}
+
+
+@pytest.fixture(params=providers.PROVIDERS)
+def provider(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def post_report(provider, client, fetched, sns_key, sendgrid_key, database, workspace):
+    """post(kind, row, at): a soft bounce or a delivery of the message `row` at `at`, signed and posted as
+    `provider` does it; answers the route's JSON."""
+    set_keys(database, workspace, sendgrid_public_key=sendgrid_public(sendgrid_key), mailgun_signing_key=MAILGUN_KEY)
+
+    def post(kind: str, row, at: datetime.datetime) -> dict:
+        event_id = f"{kind}-{row.id}"
+        if provider == "ses":
+            message = ses_bounce(row, "Transient", ses_time(at)) if kind == "soft" else ses_delivery(row, at)
+            response = post_sns(client, workspace, sns_sign(sns_key[0], sns_notification(message, event_id)))
+        elif provider == "sendgrid":
+            event = sendgrid_delivered(row, event_id, at)
+            if kind == "soft":
+                event = {**event, "event": "deferred", "response": "400 try again later", "attempt": "5"}
+            response = post_sendgrid(client, workspace, [event], sendgrid_key)
+        else:
+            event = (mailgun_failed(row, "temporary", event_id, at.timestamp()) if kind == "soft"
+                     else mailgun_delivered(row, event_id, at))
+            response = client.post(f"/hooks/mailgun/{workspace.slug}", json=mailgun_body(event))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    return post
+
+
+def email_consent(database, workspace, contact_id: int) -> str:
+    with database.session() as s:
+        return contacts.contact_detail(s, workspace.id, contact_id).consent["email"].status
+
+
+def test_a_delivery_is_recorded_once(provider, post_report, sent_message, database, workspace):
+    row = sent_message()
+    with database.session() as s:
+        contacts.set_consent(s, workspace.id, row.contact_id, "email", "granted", source="signup_form")
+    assert post_report("delivered", row, DELIVERED_AT) == {"outcome": "received", "reports": 1, "recorded": 1,
+                                                           "duplicates": 0, "unmatched": 0}
+    assert post_report("delivered", row, DELIVERED_AT)["duplicates"] == 1  # the provider retries: counted once
+    [event] = events_of(database, row.contact_id, "email_delivered")
+    assert (event.campaign_id, event.source, event.ts) == (str(CAMPAIGN), provider, DELIVERED_AT.replace(
+        microsecond=546000 if provider in ("ses", "mailgun") else 0))
+    assert event.properties == {"campaign_id": str(CAMPAIGN), "message_id": row.message_id}
+    # A delivery says nothing against the address: no bounce, no suppression, consent as it was.
+    assert events_of(database, row.contact_id, "email_bounced") == []
+    assert suppression(database, workspace, row.address) is None
+    assert email_consent(database, workspace, row.contact_id) == "granted"
+
+
+def test_a_delivery_breaks_a_run_of_soft_bounces(post_report, sent_message, database, workspace):
+    day = datetime.timedelta(days=1)
+    first, second, delivered, third, fourth, fifth = (sent_message() for _ in range(6))  # all to one contact
+    assert len({first.contact_id, fifth.contact_id}) == 1
+    assert post_report("soft", first, DELIVERED_AT)["recorded"] == 1
+    assert post_report("soft", second, DELIVERED_AT + day)["recorded"] == 1
+    assert post_report("delivered", delivered, DELIVERED_AT + 2 * day)["recorded"] == 1
+    assert post_report("soft", third, DELIVERED_AT + 3 * day)["recorded"] == 1
+    assert suppression(database, workspace, first.address) is None  # three soft bounces, but not in a row
+    post_report("soft", fourth, DELIVERED_AT + 4 * day)
+    assert suppression(database, workspace, first.address) is None
+    post_report("soft", fifth, DELIVERED_AT + 5 * day)  # the third since the delivery
+    assert suppression(database, workspace, first.address) == "soft_bounces"
+
+
+def test_a_delivery_of_a_message_kesher_did_not_send_records_nothing(post_report, sent_message, database, workspace):
+    row = sent_message()
+    unknown = types.SimpleNamespace(id=row.id + 1000, address=row.address,
+                                    message_id=outbox.message_id(row.id + 1000, "teva.co.il"))
+    assert post_report("delivered", unknown, DELIVERED_AT) == {"outcome": "received", "reports": 1, "recorded": 0,
+                                                               "duplicates": 0, "unmatched": 1}
+    assert events_of(database, row.contact_id, "email_delivered") == []
+
+
+def test_an_ses_delivery_notified_and_published_as_an_event_counts_once(client, fetched, sns_key, sent_message,
+                                                                         database, workspace):
+    row = sent_message()
+    notified = sns_sign(sns_key[0], sns_notification(ses_delivery(row, DELIVERED_AT), "d-1"))
+    published = sns_sign(sns_key[0], sns_notification(ses_delivery(row, DELIVERED_AT, event_publishing=True), "d-2"))
+    assert post_sns(client, workspace, notified).json()["recorded"] == 1
+    assert post_sns(client, workspace, published).json()["duplicates"] == 1
+    assert len(events_of(database, row.contact_id, "email_delivered")) == 1
+
+
+def test_a_delivery_to_another_workspace_is_not_recorded(client, sent_message, database, workspace, other_workspace):
+    set_keys(database, other_workspace, mailgun_signing_key=MAILGUN_KEY)
+    row = sent_message()  # in `workspace`; the delivery comes to the other one
+    body = mailgun_body(mailgun_delivered(row, "d-1", DELIVERED_AT))
+    assert client.post(f"/hooks/mailgun/{other_workspace.slug}", json=body).json()["unmatched"] == 1
+    assert events_of(database, row.contact_id, "email_delivered") == []
 
 
 # Setting the keys ----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Bounces and complaints: from a report to its message, to one event, to a suppressed address.
+"""Bounces, complaints and deliveries: from a report to its message, to one event, to a suppressed address.
 
 A report finds its outbox row by the message's envelope sender, `bounces+<token>@domain` (VERP),
 where DSNs are sent and which feedback-loop reports quote as Return-Path. The token is the outbox
@@ -15,6 +15,10 @@ Message-ID (`outbox.message_id`): a DSN by mail may not, since anyone can send o
 - a complaint suppresses it (`complaint`) and records the contact's email consent as `unsubscribed`;
 - the third soft bounce in a row (no delivery, open or click of the contact since the first of
   them) suppresses it (`soft_bounces`).
+
+A provider's report that a message was delivered goes the same way to `apply_delivery`: one
+`email_delivered` event for the message's contact and campaign, counted once, which ends a run of
+soft bounces and changes neither suppressions nor consent. It counts only for a message Kesher sent.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from kesher.events.service import EventFilter, find_events
 log = logging.getLogger("kesher.bounces")
 
 Kind = Literal["hard", "soft", "complaint"]
+ReportKind = Kind | Literal["delivered"]
 SOFT_BOUNCES_IN_A_ROW = 3
 # Events that show mail reaches the contact, and so break a run of soft bounces.
 REACHED = ("email_delivered", "email_opened", "email_clicked")
@@ -99,9 +104,10 @@ def outbox_id_of(references: list[str], secret: str, *, message_ids: bool = Fals
 
 @dataclass
 class Report:
-    """One bounce or complaint, as a DSN, an ARF report or a provider's webhook gives it."""
+    """One bounce or complaint, as a DSN, an ARF report or a provider's webhook gives it, or one
+    delivery, as a provider's webhook gives it."""
 
-    kind: Kind
+    kind: ReportKind
     address: str  # the recipient it is about, as the report names it ("" when unknown)
     reason: str = ""
     references: list[str] = field(default_factory=list)  # bounce addresses (and Message-IDs) it names
@@ -111,8 +117,8 @@ class Report:
 
 @dataclass
 class Applied:
-    """What `apply_bounce` did: the event (new, a replay, or none for an address no contact holds),
-    and the suppression it caused, if any."""
+    """What `apply_bounce` or `apply_delivery` did: the event (new, a replay, or none for an address
+    no contact holds), and the suppression it caused, if any."""
 
     event: Literal["recorded", "duplicate", "no_contact"]
     suppressed: str | None = None
@@ -129,21 +135,13 @@ def apply_bounce(
     if contact_id is None:
         contact_id = _contact_by_email(session, workspace.id, address)
     if contact_id is not None:
-        properties: dict[str, str] = {}
+        properties = _message_properties(campaign_id, message_id)
         if kind != "complaint":
             properties["bounce_type"] = kind
             if reason:
                 properties["reason"] = reason[:REASON_LIMIT]
-        if campaign_id is not None:
-            properties["campaign_id"] = str(campaign_id)
-        if message_id:
-            properties["message_id"] = message_id[:500]
-        result = ingest(session, workspace, [{
-            "type": "email_complained" if kind == "complaint" else "email_bounced", "contact": {"id": contact_id},
-            "ts": ts, "idempotency_key": key[:200], "properties": properties}], source=source)
-        if result.errors:
-            raise ValidationError(result.errors[0].message, result.errors[0].field)
-        if not result.accepted:
+        if not _record_event(session, workspace, "email_complained" if kind == "complaint" else "email_bounced",
+                             contact_id, properties, key=key, ts=ts, source=source):
             return Applied("duplicate")
     reason_code = {"hard": "hard_bounce", "complaint": "complaint"}.get(kind)
     if kind == "soft" and contact_id is not None and _soft_bounces_in_a_row(session, workspace.id, contact_id):
@@ -159,6 +157,35 @@ def apply_bounce(
     if kind == "complaint" and contact_id is not None:
         contacts.set_consent(session, workspace.id, contact_id, "email", "unsubscribed", source=f"complaint:{source}")
     return Applied(event, suppressed=reason_code)
+
+
+def apply_delivery(session: Session, workspace: Workspace, message: OutboxMessage, *, ts: datetime | None = None,
+                   source: str = "email") -> Applied:
+    """Record once that `message` reached its recipient's mail server, as an `email_delivered` event of its
+    contact. Keyed by message, like a bounce: the same delivery reported twice, or by two routes, counts once."""
+    properties = _message_properties(message.campaign_id, message.message_id)
+    recorded = _record_event(session, workspace, "email_delivered", message.contact_id, properties,
+                             key=f"delivered:{message.id}", ts=ts, source=source)
+    return Applied("recorded" if recorded else "duplicate")
+
+
+def _message_properties(campaign_id: int | str | None, message_id: str | None) -> dict[str, str]:
+    properties: dict[str, str] = {}
+    if campaign_id is not None:
+        properties["campaign_id"] = str(campaign_id)
+    if message_id:
+        properties["message_id"] = message_id[:500]
+    return properties
+
+
+def _record_event(session: Session, workspace: Workspace, event_type: str, contact_id: int,
+                  properties: dict[str, str], *, key: str, ts: datetime | None, source: str) -> bool:
+    """Ingest one event of the contact under the idempotency key `key`; False when it was stored already."""
+    result = ingest(session, workspace, [{"type": event_type, "contact": {"id": contact_id}, "ts": ts,
+                                          "idempotency_key": key[:200], "properties": properties}], source=source)
+    if result.errors:
+        raise ValidationError(result.errors[0].message, result.errors[0].field)
+    return result.accepted > 0
 
 
 def _contact_by_email(session: Session, workspace_id: int, address: str) -> int | None:
@@ -183,9 +210,16 @@ def _soft_bounces_in_a_row(session: Session, workspace_id: int, contact_id: int)
 
 def record_report(session: Session, report: Report, secret: str, *, source: str,
                   workspace: Workspace | None = None) -> Applied | None:
-    """Apply a report to the message it names, or (in a known workspace) to the contact holding its
-    address. None when it leads nowhere: no message of this workspace, and no workspace to look in."""
+    """Apply a report to the message it names, or (in a known workspace) a bounce or complaint to the
+    contact holding its address. None when it leads nowhere: no message of this workspace, and (for a
+    bounce or complaint) no workspace to look in."""
     row = _message(session, report.references, secret, workspace)
+    if report.kind == "delivered":
+        # Mail the provider sent for anyone else says nothing about Kesher's messages or their contacts.
+        if row is None:
+            return None
+        return apply_delivery(session, workspace or get_workspace(session, row.workspace_id), row, ts=report.ts,
+                              source=source)
     if row is not None:
         workspace = workspace or get_workspace(session, row.workspace_id)
         kind = "complaint" if report.kind == "complaint" else f"bounce:{report.kind}"

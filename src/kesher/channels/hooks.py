@@ -1,8 +1,8 @@
 """Public webhooks of email providers: `POST /hooks/ses|sendgrid|mailgun/{workspace_slug}`.
 
-A delivery is refused (401) unless its provider's proof checks out (see `channels.providers`);
-its bounces and complaints then go through `bounces.record_report`, each counted once however
-often the provider delivers it.
+A request is refused (401) unless its provider's proof checks out (see `channels.providers`);
+its bounces, complaints and deliveries then go through `bounces.record_report`, each counted once
+however often the provider posts it.
 """
 
 from __future__ import annotations
@@ -36,15 +36,15 @@ WorkspaceSlug = Annotated[str, Path(min_length=1, max_length=100, description="T
 
 
 class HookResult(BaseModel):
-    """What Kesher made of a delivery."""
+    """What Kesher made of a provider's request."""
 
     outcome: Literal["received", "subscription", "ignored"] = Field(
         description="`subscription`: an SNS subscription confirmation (see the log); `ignored`: nothing to record.")
-    reports: int = Field(0, description="Bounces and complaints in the delivery.")
+    reports: int = Field(0, description="Bounces, complaints and deliveries in the request.")
     recorded: int = Field(0, description="Of them, new events.")
-    duplicates: int = Field(0, description="Already recorded: the provider delivered them again.")
-    unmatched: int = Field(0, description="Naming no message and no contact of the workspace; a hard bounce or "
-                                          "complaint still suppresses the address.")
+    duplicates: int = Field(0, description="Already recorded: the provider posted them again.")
+    unmatched: int = Field(0, description="Naming no message and no contact of the workspace (a delivery: no "
+                                          "message); a hard bounce or complaint still suppresses the address.")
 
 
 async def raw_body(request: Request) -> bytes:
@@ -61,7 +61,7 @@ def sns_fetch() -> providers.Fetch:
 
 
 def webhook_urls(request: Request, slug: str) -> dict[str, str]:
-    """The addresses of a workspace's bounce and complaint webhooks (the routes below), by provider."""
+    """The addresses of a workspace's email provider webhooks (the routes below), by provider."""
     return {provider: public_url(request, f"{router.prefix}/{provider}/{slug}") for provider in providers.PROVIDERS}
 
 
@@ -93,7 +93,7 @@ def _object(data: Any, field: str) -> dict[str, Any]:
     return data
 
 
-@router.post("/ses/{workspace_slug}", summary="Receive Amazon SES bounce and complaint notifications (SNS)")
+@router.post("/ses/{workspace_slug}", summary="Receive Amazon SES bounce, complaint and delivery notifications (SNS)")
 def ses(workspace_slug: WorkspaceSlug, request: Request, body: RawBody, session: DbSession,
         fetch: Annotated[providers.Fetch, Depends(sns_fetch)]) -> HookResult:
     workspace = _workspace(session, workspace_slug)
@@ -115,8 +115,8 @@ def ses(workspace_slug: WorkspaceSlug, request: Request, body: RawBody, session:
     return _record(request, session, workspace, providers.ses_reports(notification), "ses")
 
 
-@router.post("/sendgrid/{workspace_slug}", summary="Receive SendGrid's event webhook (bounce, dropped, deferred, "
-                                                   "spamreport)")
+@router.post("/sendgrid/{workspace_slug}", summary="Receive SendGrid's event webhook (delivered, bounce, dropped, "
+                                                   "deferred, spamreport)")
 def sendgrid(workspace_slug: WorkspaceSlug, request: Request, body: RawBody, session: DbSession) -> HookResult:
     workspace = _workspace(session, workspace_slug)
     providers.verify_sendgrid(providers.webhook_keys(workspace).sendgrid_public_key,
@@ -128,7 +128,7 @@ def sendgrid(workspace_slug: WorkspaceSlug, request: Request, body: RawBody, ses
     return _record(request, session, workspace, providers.sendgrid_reports(events), "sendgrid")
 
 
-@router.post("/mailgun/{workspace_slug}", summary="Receive a Mailgun webhook (failed, complained)")
+@router.post("/mailgun/{workspace_slug}", summary="Receive a Mailgun webhook (delivered, failed, complained)")
 def mailgun(workspace_slug: WorkspaceSlug, request: Request, body: RawBody, session: DbSession) -> HookResult:
     workspace = _workspace(session, workspace_slug)
     data = _object(providers.parse_json(body), "body")

@@ -1,6 +1,6 @@
-"""Bounce and complaint webhooks of email providers: Amazon SES (through SNS), SendGrid and Mailgun.
+"""Bounce, complaint and delivery webhooks of email providers: Amazon SES (through SNS), SendGrid and Mailgun.
 
-Each provider proves a delivery its own way, as its documentation describes; this module checks
+Each provider proves a request its own way, as its documentation describes; this module checks
 that proof and reads the events into `bounces.Report`s, and keeps each workspace's keys (in
 `workspaces.settings["email_webhooks"]`).
 
@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from kesher.accounts.models import Workspace
 from kesher.accounts.service import audit
-from kesher.channels.bounces import Kind, Report
+from kesher.channels.bounces import Kind, Report, ReportKind
 from kesher.errors import AuthError, ValidationError
 
 log = logging.getLogger("kesher.webhooks")
@@ -182,7 +182,8 @@ def verify_sns(document: dict[str, Any], fetch: Fetch) -> None:
 
 
 def ses_reports(notification: dict[str, Any]) -> list[Report]:
-    """The bounces and complaints of an SES notification (`notificationType`) or event (`eventType`)."""
+    """The bounces, complaints and deliveries of an SES notification (`notificationType`) or event
+    (`eventType`)."""
     kind = _text(notification.get("notificationType") or notification.get("eventType"))
     mail = _obj(notification.get("mail"))
     # The envelope sender is the message's bounce address; Message-ID headers, when SES includes them.
@@ -208,6 +209,10 @@ def ses_reports(notification: dict[str, Any]) -> list[Report]:
                        ts=_time(complaint.get("timestamp")),
                        key=f"{_text(complaint.get('feedbackId'))}:{_text(r.get('emailAddress'))}")
                 for r in map(_obj, _list(complaint.get("complainedRecipients")))]
+    if kind == "Delivery":
+        delivery = _obj(notification.get("delivery"))
+        return [Report("delivered", _text(r), references=references, ts=_time(delivery.get("timestamp")))
+                for r in _list(delivery.get("recipients"))]
     return []
 
 
@@ -247,9 +252,9 @@ def sendgrid_reports(events: list[Any]) -> list[Report]:
     reports = []
     for event in map(_obj, events):
         name, reason = _text(event.get("event")), _text(event.get("reason")) or _text(event.get("response"))
-        kinds: dict[str, Kind | None] = {
+        kinds: dict[str, ReportKind | None] = {
             "bounce": "soft" if _text(event.get("type")) == "blocked" else "hard", "deferred": "soft",
-            "spamreport": "complaint", "dropped": SENDGRID_DROPS.get(reason.lower())}
+            "spamreport": "complaint", "dropped": SENDGRID_DROPS.get(reason.lower()), "delivered": "delivered"}
         kind = kinds.get(name)
         if kind is None:
             continue
@@ -273,8 +278,10 @@ def verify_mailgun(signing_key: str | None, signature: dict[str, Any]) -> None:
 
 def mailgun_reports(event: dict[str, Any]) -> list[Report]:
     name = _text(event.get("event"))
-    kind: Kind
-    if name == "failed":
+    kind: ReportKind
+    if name == "delivered":
+        kind = "delivered"
+    elif name == "failed":
         kind = "hard" if _text(event.get("severity")) == "permanent" else "soft"
     elif name == "complained":
         kind = "complaint"
