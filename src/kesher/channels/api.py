@@ -1,5 +1,5 @@
 """The senders JSON API (mounted at /api/v1): sender identities and their DKIM keys, and the keys
-that let email providers' bounce and complaint webhooks in.
+that let email providers' delivery, bounce and complaint webhooks in.
 
 Routes only translate; `channels.senders` checks the values (naming the field at fault) and keeps
 the private key to itself: answers carry the DNS record to publish, never the key.
@@ -74,12 +74,12 @@ def _keys_out(request: Request, workspace: Workspace) -> WebhookKeysOut:
                           urls=webhook_urls(request, workspace.slug))
 
 
-@router.get("/email-webhooks", summary="Where providers post bounces and complaints, and which keys are set")
+@router.get("/email-webhooks", summary="Where providers post deliveries, bounces and complaints, and which keys are set")
 def get_webhook_keys(request: Request, caller: Caller, session: DbSession) -> WebhookKeysOut:
     return _keys_out(request, session.get_one(Workspace, caller.workspace_id))
 
 
-@router.patch("/email-webhooks", summary="Set the keys that verify providers' bounce and complaint webhooks")
+@router.patch("/email-webhooks", summary="Set the keys that verify providers' delivery, bounce and complaint webhooks")
 def set_webhook_keys(body: WebhookKeysPatch, request: Request, caller: Caller, session: DbSession) -> WebhookKeysOut:
     workspace = session.get_one(Workspace, caller.workspace_id)
     changes = {name: getattr(body, name) for name in body.model_fields_set}
