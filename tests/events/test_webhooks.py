@@ -5,14 +5,16 @@ import hashlib
 import hmac
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from kesher.accounts.models import AuditEntry
 from kesher.contacts import service as contacts
-from kesher.contacts.models import Contact
+from kesher.contacts.models import Consent, Contact
 from kesher.events import catalogue
 from kesher.events.models import ContactRollup, Event, Product, PurchaseItem, StoreConnection
 from tests.problems import PROBLEM
@@ -259,3 +261,182 @@ def test_a_signed_body_that_is_no_order_is_422(client, database, workspace, woo)
     assert stored(database, workspace) == NOTHING
     # WooCommerce's "Order deleted" sends only the id: nothing to record.
     assert deliver(client, woo, {"id": 4127}).json()["outcome"] == "ignored"
+
+
+# Marketing consent -------------------------------------------------------------------------------
+
+
+CHECKOUT = "2025-03-05T19:15:29+02:00"  # the fixture's consent time, at its checkout
+
+
+def marketing(state: str, at: str | None = CHECKOUT, **more) -> dict:
+    """A customer's `email_marketing_consent` / `sms_marketing_consent` as Shopify sends it."""
+    return {"state": state, "opt_in_level": "single_opt_in", "consent_updated_at": at, **more}
+
+
+def with_consent(data: dict, **consent: dict | None) -> dict:
+    """The order with the customer's consent objects replaced (`email=`, `sms=`); None leaves one out."""
+    customer = dict(data["customer"])
+    for channel, value in consent.items():
+        customer.pop(f"{channel}_marketing_consent")
+        if value is not None:
+            customer[f"{channel}_marketing_consent"] = value
+    return {**data, "customer": customer}
+
+
+def consent_of(database, contact_id: int) -> dict[str, tuple]:
+    """channel: (status, source, changed_at, text_shown)."""
+    with database.session() as s:
+        return {c.channel: (c.status, c.source, c.changed_at.isoformat(), c.text_shown)
+                for c in s.scalars(select(Consent).where(Consent.contact_id == contact_id))}
+
+
+def consent_audit(database, workspace, contact_id: int) -> list[tuple]:
+    with database.session() as s:
+        return [(a.actor, a.changes["channel"], a.changes["status"]) for a in s.scalars(
+            select(AuditEntry).where(AuditEntry.workspace_id == workspace.id, AuditEntry.action == "consent.changed",
+                                     AuditEntry.entity_id == str(contact_id)).order_by(AuditEntry.id))]
+
+
+def known_contact(database, workspace, **consent: tuple[str, datetime | None]) -> int:
+    """The fixture's buyer, already in Kesher with the given consent per channel: (status, when)."""
+    with database.session() as s:
+        contact_id = contacts.save_contact(s, workspace.id, {"email": "yossi.katz@example.com",
+                                                             "phone": "054-1112233"}).contact_id
+        for channel, (status, when) in consent.items():
+            contacts.set_consent(s, workspace.id, contact_id, channel, status, source="ui", changed_at=when)
+        return contact_id
+
+
+def test_shopify_marketing_consent_is_recorded_with_its_proof_once(client, database, workspace, shopify):
+    assert deliver(client, shopify, order("shopify")).json()["outcome"] == "recorded"
+    [event] = purchases(database, workspace)
+    assert consent_of(database, event.contact_id) == {
+        "email": ("granted", "shopify", "2025-03-05T17:15:29+00:00",
+                  "Shopify order #1042: email marketing subscribed (single_opt_in)"),
+        "sms": ("granted", "shopify", "2025-03-05T17:15:29+00:00",
+                "Shopify order #1042: SMS marketing subscribed (single_opt_in, collected by Shopify)"),
+    }
+    audit = [(f"shopify:{shopify.id}", "email", [None, "granted"]), (f"shopify:{shopify.id}", "sms", [None, "granted"])]
+    assert consent_audit(database, workspace, event.contact_id) == audit
+
+    # The same order again, and by the orders/paid topic: the purchase counts once, the consent is not re-recorded.
+    assert deliver(client, shopify, order("shopify")).json()["outcome"] == "duplicate"
+    assert deliver(client, shopify, order("shopify", updated_at="2025-03-05T19:16:02+02:00")).json()["outcome"] == (
+        "duplicate")
+    assert consent_audit(database, workspace, event.contact_id) == audit
+    assert consent_of(database, event.contact_id)["email"][2] == "2025-03-05T17:15:29+00:00"
+
+
+def test_a_shopify_unsubscribe_is_honoured_and_a_consent_held_already_keeps_its_proof(
+        client, database, workspace, shopify):
+    # Granted in Kesher after the store's time: an opt-out from the store is taken all the same.
+    later = datetime(2025, 3, 20, 8, 0, tzinfo=UTC)
+    contact_id = known_contact(database, workspace, email=("granted", later), sms=("granted", later))
+    data = with_consent(order("shopify"), email=marketing("unsubscribed"), sms=marketing("subscribed"))
+    assert deliver(client, shopify, data).json()["outcome"] == "recorded"
+    consent = consent_of(database, contact_id)
+    assert consent["email"] == ("unsubscribed", "shopify", "2025-03-05T17:15:29+00:00",
+                                "Shopify order #1042: email marketing unsubscribed (single_opt_in)")
+    assert consent["sms"] == ("granted", "ui", "2025-03-20T08:00:00+00:00", None)
+    assert consent_audit(database, workspace, contact_id)[2:] == [
+        (f"shopify:{shopify.id}", "email", ["granted", "unsubscribed"])]
+
+
+@pytest.mark.parametrize("state", ["not_subscribed", "pending", "redacted", "invalid"])
+def test_a_shopify_state_that_is_no_decision_changes_nothing(client, database, workspace, shopify, state):
+    before = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+    contact_id = known_contact(database, workspace, email=("granted", before), sms=("unsubscribed", before))
+    data = with_consent(order("shopify"), email=marketing(state), sms=marketing(state, consent_collected_from="OTHER"))
+    assert deliver(client, shopify, data).json()["outcome"] == "recorded"
+    assert purchases(database, workspace)[0].contact_id == contact_id
+    assert consent_of(database, contact_id) == {"email": ("granted", "ui", "2025-03-01T09:00:00+00:00", None),
+                                                "sms": ("unsubscribed", "ui", "2025-03-01T09:00:00+00:00", None)}
+    assert [actor for actor, _, _ in consent_audit(database, workspace, contact_id)] == ["ui", "ui"]
+
+
+def test_a_kesher_unsubscribe_after_the_stores_consent_is_kept(client, database, workspace, shopify):
+    assert deliver(client, shopify, order("shopify")).json()["outcome"] == "recorded"
+    [event] = purchases(database, workspace)
+    with database.session() as s:  # the buyer clicks unsubscribe in a Kesher email five days after that checkout
+        contacts.set_consent(s, workspace.id, event.contact_id, "email", "unsubscribed", source="unsubscribe_link",
+                             changed_at=datetime(2025, 3, 10, 12, 0, tzinfo=UTC))
+
+    assert deliver(client, shopify, order("shopify", financial_status="partially_refunded")).json()["outcome"] == (
+        "duplicate")
+    assert deliver(client, shopify, order("shopify") | {"id": 5830144090299, "name": "#1043"}).json()["outcome"] == "recorded"
+    consent = consent_of(database, event.contact_id)
+    assert consent["email"][:3] == ("unsubscribed", "unsubscribe_link", "2025-03-10T12:00:00+00:00")
+    assert consent["sms"][0] == "granted"
+
+    # A checkout after that unsubscribe, with the box ticked again, subscribes them again.
+    again = with_consent(order("shopify") | {"id": 5830144090300, "name": "#1044"},
+                         email=marketing("subscribed", "2025-04-01T10:00:00+03:00"))
+    assert deliver(client, shopify, again).json()["outcome"] == "recorded"
+    assert consent_of(database, event.contact_id)["email"] == (
+        "granted", "shopify", "2025-04-01T07:00:00+00:00", "Shopify order #1044: email marketing subscribed (single_opt_in)")
+
+
+def test_a_consent_time_ahead_of_kesher_counts_as_none(client, database, workspace, shopify):
+    ahead = with_consent(order("shopify"), email=marketing("subscribed", "2099-01-01T00:00:00+00:00"), sms=None)
+    assert deliver(client, shopify, ahead).json()["outcome"] == "recorded"
+    [event] = purchases(database, workspace)
+    assert datetime.fromisoformat(consent_of(database, event.contact_id)["email"][2]) <= datetime.now(UTC)
+    # It cannot be compared with an unsubscribe made since: a re-delivery keeps that unsubscribe.
+    with database.session() as s:
+        contacts.set_consent(s, workspace.id, event.contact_id, "email", "unsubscribed", source="unsubscribe_link")
+    assert deliver(client, shopify, ahead).json()["outcome"] == "duplicate"
+    assert consent_of(database, event.contact_id)["email"][0] == "unsubscribed"
+
+
+def test_buyer_accepts_marketing_counts_when_the_consent_objects_are_absent(client, database, workspace, shopify):
+    legacy = with_consent(order("shopify"), email=None, sms=None)
+    assert legacy["buyer_accepts_marketing"] is True
+    assert deliver(client, shopify, legacy).json()["outcome"] == "recorded"
+    [event] = purchases(database, workspace)
+    status, source, changed_at, text = consent_of(database, event.contact_id)["email"]
+    assert (status, source, text) == ("granted", "shopify", "Shopify order #1042: accepts marketing")
+    assert datetime.fromisoformat(changed_at) > datetime(2025, 3, 6, tzinfo=UTC)  # no store time: when Kesher heard
+    assert "sms" not in consent_of(database, event.contact_id)
+
+    # With no store time to compare, an unsubscribe in Kesher is kept.
+    with database.session() as s:
+        contacts.set_consent(s, workspace.id, event.contact_id, "email", "unsubscribed", source="unsubscribe_link")
+    assert deliver(client, shopify, legacy | {"id": 5830144090301}).json()["outcome"] == "recorded"
+    assert consent_of(database, event.contact_id)["email"][:2] == ("unsubscribed", "unsubscribe_link")
+
+    # The newer object, when present, is what counts: here it says the buyer did not subscribe.
+    newer = with_consent(order("shopify", id=5830144090302, email="dana@example.com", contact_email="",
+                               customer={**order("shopify")["customer"], "email": "dana@example.com",
+                                         "phone": None}, billing_address=None, shipping_address=None),
+                         email=marketing("not_subscribed"), sms=None)
+    assert deliver(client, shopify, newer).json()["outcome"] == "recorded"
+    with database.session() as s:
+        dana = s.scalar(select(Contact.id).where(Contact.workspace_id == workspace.id,
+                                                 Contact.email == "dana@example.com"))
+    assert consent_of(database, dana) == {}
+
+
+def test_consent_goes_only_to_the_address_the_buyer_was_saved_with(client, database, workspace, shopify):
+    with database.session() as s:  # the order's email and phone belong to two different contacts
+        by_email = contacts.save_contact(s, workspace.id, {"email": "yossi.katz@example.com"}).contact_id
+        by_phone = contacts.save_contact(s, workspace.id, {"phone": "054-1112233"}).contact_id
+    assert deliver(client, shopify, order("shopify")).json()["outcome"] == "recorded"
+    assert purchases(database, workspace)[0].contact_id == by_email
+    assert set(consent_of(database, by_email)) == {"email"}
+    assert consent_of(database, by_phone) == {}
+
+
+def test_consent_is_rolled_back_with_an_order_that_fails(client, database, workspace, shopify):
+    response = deliver(client, shopify, order("shopify", currency="shekels"))
+    assert response.status_code == 422 and response.json()["field"] == "properties.currency"
+    assert stored(database, workspace) == NOTHING
+    with database.session() as s:
+        assert s.scalar(select(func.count()).where(Consent.workspace_id == workspace.id)) == 0
+        assert s.scalar(select(func.count()).where(AuditEntry.workspace_id == workspace.id,
+                                                   AuditEntry.action == "consent.changed")) == 0
+
+
+def test_a_woocommerce_order_records_no_consent(client, database, workspace, woo):
+    assert deliver(client, woo, order("woocommerce")).json()["outcome"] == "recorded"
+    assert consent_of(database, purchases(database, workspace)[0].contact_id) == {}

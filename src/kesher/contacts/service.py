@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, exists, func, or_, select
@@ -148,11 +149,13 @@ def contact_detail(session: Session, workspace_id: int, contact_id: int) -> Cont
 def set_consent(
     session: Session, workspace_id: int, contact_id: int, channel: str, status: str, *, source: str,
     ip: str | None = None, text_shown: str | None = None, actor: str | None = None,
+    changed_at: datetime | None = None,
 ) -> Consent:
     """Record a consent decision with its proof (where, from which address, what the person saw).
 
     `actor` is who recorded it for the audit log when that is not the source itself (an API key
-    reporting a checkout form's consent).
+    reporting a checkout form's consent). `changed_at` is when the person decided, when that was
+    before Kesher heard of it (a store reporting its checkout); by default, now.
     """
     if channel not in CHANNELS:
         raise ValidationError(f"must be one of {', '.join(CHANNELS)}", "channel")
@@ -165,7 +168,7 @@ def set_consent(
         consent = Consent(contact_id=contact_id, channel=channel, workspace_id=workspace_id)
         session.add(consent)
     consent.status, consent.source, consent.ip, consent.text_shown = status, source, ip, text_shown
-    consent.changed_at = utcnow()
+    consent.changed_at = changed_at or utcnow()
     session.flush()
     if before != status:
         audit(session, workspace_id, actor or source, "consent.changed", "contact", contact_id,

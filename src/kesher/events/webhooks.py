@@ -6,6 +6,8 @@ of the raw body keyed with the connection's secret, base64-encoded, in `X-WC-Web
 refused before its body is parsed. A paid order becomes one `purchase` event through `ingest`,
 keyed by store and order, so the platforms' re-deliveries (and the created/paid/updated topics
 all sending the same order) count once. A fully refunded order adds one `refund` of its total.
+The buyer's marketing consent, where the platform sends it (Shopify does, WooCommerce does not),
+is recorded with the order.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from kesher.accounts.models import Workspace
-from kesher.contacts.service import save_contact
+from kesher.contacts.service import contact_detail, save_contact, set_consent
 from kesher.db.base import utcnow
 from kesher.errors import AuthError, KesherError, ValidationError
 from kesher.events import catalogue
@@ -58,6 +60,16 @@ class Buyer:
     city: str = ""
 
 
+@dataclass(frozen=True)
+class StoreConsent:
+    """A marketing consent decision the store reports for the buyer on one channel."""
+
+    channel: Literal["email", "sms"]
+    status: Literal["granted", "unsubscribed"]
+    at: datetime | None  # when the buyer decided, when the store says
+    text: str  # where it came from, kept as the consent's proof
+
+
 @dataclass
 class Order:
     """What an order says, whichever platform sent it."""
@@ -71,6 +83,7 @@ class Order:
     customer_id: str
     buyer: Buyer
     items: list[dict[str, Any]] = field(default_factory=list)
+    consents: list[StoreConsent] = field(default_factory=list)
 
 
 def _text(value: Any) -> str:
@@ -148,6 +161,37 @@ def woocommerce_order(data: dict[str, Any], store: StoreConnection) -> Order:
     )
 
 
+# Shopify's marketing states that are the buyer's decision; not_subscribed, pending (a confirmation
+# not yet clicked), redacted and invalid tell Kesher nothing to record.
+SHOPIFY_MARKETING: dict[Any, Literal["granted", "unsubscribed"]] = {
+    "subscribed": "granted", "unsubscribed": "unsubscribed"}
+SHOPIFY_COLLECTED_FROM = {"SHOPIFY": "collected by Shopify", "OTHER": "collected outside Shopify"}
+SHOPIFY_CONSENTS: tuple[tuple[Literal["email", "sms"], str, str], ...] = (
+    ("email", "email_marketing_consent", "email marketing"), ("sms", "sms_marketing_consent", "SMS marketing"))
+
+
+def _shopify_consents(data: dict[str, Any], customer: dict[str, Any], number: str) -> list[StoreConsent]:
+    """The customer's `email_marketing_consent` and `sms_marketing_consent`; without the email one
+    (API versions before 2022-04 sent none), the order's `buyer_accepts_marketing`."""
+    consents = []
+    for channel, key, what in SHOPIFY_CONSENTS:
+        raw = customer.get(key)
+        if not isinstance(raw, dict):
+            if channel == "email" and data.get("buyer_accepts_marketing") is True:
+                consents.append(StoreConsent("email", "granted", None, f"Shopify order {number}: accepts marketing"))
+            continue
+        status = SHOPIFY_MARKETING.get(raw.get("state"))
+        if status is None:
+            continue
+        details = [_text(raw.get("opt_in_level")), SHOPIFY_COLLECTED_FROM.get(raw.get("consent_collected_from"), "")]
+        shown = f"Shopify order {number}: {what} {raw['state']}"
+        if any(details):
+            shown += f" ({', '.join(d for d in details if d)})"
+        at = _time(raw.get("consent_updated_at"))
+        consents.append(StoreConsent(channel, status, at.astimezone(UTC) if at else None, shown))
+    return consents
+
+
 def shopify_order(data: dict[str, Any], store: StoreConnection) -> Order:
     """An order as Shopify's `orders/create`, `orders/paid` and `orders/updated` webhooks send it."""
     customer = _obj(data.get("customer"))
@@ -161,8 +205,9 @@ def shopify_order(data: dict[str, Any], store: StoreConnection) -> Order:
                      _money(raw.get("price")), raw.get("quantity"))
         if line:
             items.append(line)
+    number = _first(data.get("name"), data.get("id"))
     return Order(
-        id=_text(data.get("id")), number=_first(data.get("name"), data.get("id")),
+        id=_text(data.get("id")), number=number,
         # No financial status at all: an order made outside a payment flow, taken as paid.
         state="paid" if status in (None, "paid", "partially_refunded") else "refunded" if status == "refunded"
         else "other",
@@ -175,7 +220,7 @@ def shopify_order(data: dict[str, Any], store: StoreConnection) -> Order:
             last_name=_first(customer.get("last_name"), billing.get("last_name"), shipping.get("last_name")),
             city=_first(billing.get("city"), shipping.get("city")),
         ),
-        items=items,
+        items=items, consents=_shopify_consents(data, customer, number),
     )
 
 
@@ -207,8 +252,11 @@ def signature(secret: str, body: bytes) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode("ascii")
 
 
-def _buyer(session: Session, workspace_id: int, buyer: Buyer, actor: str, region: str) -> int | None:
-    """The contact who bought, found by email (else phone) and given the order's name, city and phone.
+def _buyer(
+    session: Session, workspace_id: int, buyer: Buyer, actor: str, region: str,
+) -> tuple[int, set[str]] | None:
+    """The contact who bought, found by email (else phone) and given the order's name, city and phone;
+    with the addresses of the order ("email", "phone") the contact was saved with.
 
     A phone that is not valid, or belongs to another contact, must not lose the order: the buyer is
     then saved without it, and by phone alone when the email is the part that is wrong.
@@ -223,23 +271,63 @@ def _buyer(session: Session, workspace_id: int, buyer: Buyer, actor: str, region
             continue
         tried.append(data)
         try:
-            return save_contact(session, workspace_id, data, actor=actor, region=region).contact_id
+            contact_id = save_contact(session, workspace_id, data, actor=actor, region=region).contact_id
         except KesherError:
             continue
+        if contact_id is None:
+            return None
+        return contact_id, {key for key in ("email", "phone") if key in data}
     return None
 
 
+CHANNEL_ADDRESS = {"email": "email", "sms": "phone"}
+# A "no" recorded in Kesher (an unsubscribe link, a refusal entered by hand) that a store's
+# subscription from before it must not undo.
+REFUSALS = ("unsubscribed", "denied")
+
+
+def _take_consents(session: Session, store: StoreConnection, contact_id: int, addresses: set[str],
+                   consents: list[StoreConsent]) -> None:
+    """Record the buyer's consent as the store reports it, unless Kesher knows a later word from them.
+
+    An opt-out is always taken. A subscription does not replace a refusal Kesher recorded after the
+    store's consent time, or at any time when the store gives none: the buyer may have unsubscribed
+    from a Kesher email after that checkout. Consent is for an address, so a channel is left alone
+    when the buyer was saved without the order's address for it (another contact's, or not valid).
+    """
+    if not consents:
+        return
+    stored = contact_detail(session, store.workspace_id, contact_id).consent
+    now = utcnow()
+    for consent in consents:
+        if CHANNEL_ADDRESS[consent.channel] not in addresses:
+            continue
+        current = stored.get(consent.channel)
+        # A time ahead of Kesher's clock would outrank every unsubscribe made until then: it counts as none.
+        at = consent.at if consent.at and consent.at <= now else None
+        if current is not None and current.status == consent.status:
+            continue  # so already, with its first proof: a re-delivered order changes nothing
+        if (consent.status == "granted" and current is not None and current.status in REFUSALS
+                and (at is None or at <= current.changed_at)):
+            continue
+        set_consent(session, store.workspace_id, contact_id, consent.channel, consent.status, source=store.platform,
+                    text_shown=consent.text, actor=f"{store.platform}:{store.id}", changed_at=at)
+
+
 def record_order(session: Session, store: StoreConnection, order: Order, region: str) -> Delivery:
-    """A paid order as one purchase (a refunded one also as its refund), its buyer and its products."""
+    """A paid order as one purchase (a refunded one also as its refund), its buyer, the buyer's
+    consent and its products, all in the caller's transaction."""
     if order.state == "other":
         return Delivery(outcome="ignored", reason="the order is not paid")
     if not order.id:
         raise ValidationError("the order has no id", "id")
     platform, ws = store.platform, store.workspace_id
     catalogue.upsert_from_order(session, ws, order.items, source=platform)
-    contact_id = _buyer(session, ws, order.buyer, f"{platform}:{store.id}", region)
-    if contact_id is None:
+    buyer = _buyer(session, ws, order.buyer, f"{platform}:{store.id}", region)
+    if buyer is None:
         return Delivery(outcome="ignored", reason="the order names no buyer by a valid email or phone")
+    contact_id, addresses = buyer
+    _take_consents(session, store, contact_id, addresses, order.consents)
     known = catalogue.categories_of(session, ws, (item["sku"] for item in order.items))
     items = [{**item, "category": known[item["sku"]]} if item["sku"] in known else item for item in order.items]
     key = f"{platform}:{store.id}:{order.id}"
