@@ -20,6 +20,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_begin_before_savepoint(conn: Any, _name: str | None) -> None:
+    """Open the transaction before a first SAVEPOINT.
+
+    Python's sqlite3 driver issues BEGIN only before a write; a SAVEPOINT sent before any write would
+    itself start SQLite's transaction, and its RELEASE would then commit everything so far, leaving
+    the rest of the caller's transaction to commit or fail on its own.
+    """
+    driver = conn.connection.dbapi_connection
+    if not driver.in_transaction:
+        driver.execute("BEGIN")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith(("postgresql://", "postgres://")):
         # Kesher ships psycopg 3; a bare URL would ask some SQLAlchemy versions for psycopg2.
@@ -27,6 +39,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "savepoint", _sqlite_begin_before_savepoint)
         return engine
     # Custom plans always: a generic plan made while a table was small (early in an import) would
     # keep scanning it whole after it has grown to millions of rows. Random reads priced for SSDs

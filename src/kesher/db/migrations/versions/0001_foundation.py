@@ -1,7 +1,7 @@
 """foundation: workspaces, users, contacts, lists, consent
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23 09:01:40.809664
 """
 
