@@ -5,9 +5,11 @@ Nothing here touches the database, so worker processes that check rows stay smal
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from multiprocessing import get_context
@@ -92,6 +94,24 @@ def _context() -> Any:
     return context
 
 
+@contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Start worker processes without the main script.
+
+    A new process first runs the script that started its parent (multiprocessing prepares it so),
+    and for the `kesher` command that imports the whole application: some 55 MB a worker that
+    checking rows never uses. Without `__file__` on the main module nothing is run; it is put back
+    at once, as only starting a process reads it.
+    """
+    main = sys.modules["__main__"]
+    script = main.__dict__.pop("__file__", None) if getattr(main, "__spec__", None) is None else None
+    try:
+        yield
+    finally:
+        if script is not None:
+            main.__file__ = script
+
+
 def prepared(
     plan: RowPlan, rows: Iterator[tuple[int, list[Any]]], batch_size: int, processes: int,
 ) -> Iterator[tuple[int, list[ContactInput]]]:
@@ -106,7 +126,8 @@ def prepared(
     with ProcessPoolExecutor(processes, mp_context=_context(), initializer=_init_worker, initargs=(plan,)) as pool:
         pending: deque[tuple[int, Future[list[ContactInput]]]] = deque()
         for chunk in chunks:
-            pending.append((len(chunk), pool.submit(_prepare_in_worker, chunk)))
+            with _main_script_hidden():  # a submit may start a worker process
+                pending.append((len(chunk), pool.submit(_prepare_in_worker, chunk)))
             if len(pending) >= 2 * processes:
                 count, future = pending.popleft()
                 yield count, future.result()
