@@ -16,6 +16,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    # A savepoint inside a transaction copies each page it changes to a sub-journal, a temporary file
+    # unless kept in memory: on disk it cost bulk writes (ingest, import) some 6%.
+    cur.execute("PRAGMA temp_store=MEMORY")
     cur.execute("PRAGMA cache_size=-32768")  # 32 MB a connection; the OS page cache serves the rest
     cur.close()
 
