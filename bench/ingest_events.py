@@ -22,6 +22,7 @@ from itertools import islice
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import drop_database, fresh_database, machine  # noqa: E402
@@ -76,6 +77,14 @@ def run(backend: str, n_contacts: int, bodies: list[bytes], total: int) -> None:
     server = None
     try:
         key = prepare(url, n_contacts)
+        if backend == "postgresql":
+            engine = create_engine(url)
+            with engine.connect() as conn:
+                autovacuum = conn.execute(text("SHOW autovacuum")).scalar()
+            engine.dispose()
+            if autovacuum != "on":  # docs: operating.md, "SQLite or PostgreSQL"
+                print("postgresql: the server's autovacuum is off, so the tables' statistics go stale as they grow "
+                      "(under half the speed at a million events)", flush=True)
         kesher = str(Path(sys.executable).parent / "kesher")
         server = subprocess.Popen([kesher, "serve", "--port", str(port), "--no-worker"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
