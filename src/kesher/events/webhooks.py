@@ -29,7 +29,8 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from kesher.accounts.models import Workspace
-from kesher.contacts.service import contact_detail, save_contact, set_consent
+from kesher.contacts.models import Consent
+from kesher.contacts.service import save_contact, set_consent
 from kesher.db.base import utcnow
 from kesher.errors import AuthError, KesherError, ValidationError
 from kesher.events import catalogue
@@ -297,12 +298,11 @@ def _take_consents(session: Session, store: StoreConnection, contact_id: int, ad
     """
     if not consents:
         return
-    stored = contact_detail(session, store.workspace_id, contact_id).consent
     now = utcnow()
     for consent in consents:
         if CHANNEL_ADDRESS[consent.channel] not in addresses:
             continue
-        current = stored.get(consent.channel)
+        current = session.get(Consent, (contact_id, consent.channel))  # set_consent reads the same row
         # A time ahead of Kesher's clock would outrank every unsubscribe made until then: it counts as none.
         at = consent.at if consent.at and consent.at <= now else None
         if current is not None and current.status == consent.status:
