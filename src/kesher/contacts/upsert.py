@@ -45,14 +45,11 @@ class _Group:
     values: dict[str, Any]
     fields: dict[CustomField, Any]
     consent: dict[str, str]
+    keys: list[tuple[str, Any]]  # the identity keys of `values`, kept as they change
     members: list[tuple[ContactInput, bool]] = field(default_factory=list)  # (row, changed anything)
     contact_id: int | None = None
     existing: dict[str, Any] | None = None
     error: ValidationError | None = None
-
-    @property
-    def keys(self) -> list[tuple[str, Any]]:
-        return _keys(self.values)
 
 
 def _keys(values: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -81,10 +78,10 @@ def _merge_rows(items: Sequence[ContactInput], outcomes: dict[int, Outcome]) -> 
             changed = _apply(group.values, item.values) | _apply(group.fields, item.fields)
             changed |= _apply(group.consent, item.consent)
             group.members.append((item, changed))
-            keys = group.keys
+            keys = group.keys = _keys(group.values)
         else:
             group = _Group(item, {k: v for k, v in item.values.items() if v is not None},
-                           {f: v for f, v in item.fields.items() if v is not None}, dict(item.consent))
+                           {f: v for f, v in item.fields.items() if v is not None}, dict(item.consent), keys)
             groups.append(group)
         for k in keys:
             by_key[k] = group
@@ -160,9 +157,9 @@ def _write(
     new = [g for g in groups if g.error is None and g.existing is None]
     old = [g for g in groups if g.error is None and g.existing is not None]
     if new:
-        rows = [{**DEFAULTS, **{f: None for f in WRITABLE if f not in DEFAULTS}, **g.values,
-                 "workspace_id": workspace_id, "source": source, "created_at": g.head.created_at or now,
-                 "updated_at": now} for g in new]
+        blank = {**dict.fromkeys(WRITABLE), **DEFAULTS, "workspace_id": workspace_id, "source": source,
+                 "created_at": now, "updated_at": now}
+        rows = [{**blank, **g.values, "created_at": g.head.created_at or now} for g in new]
         for group, contact_id in zip(new, insert_with_ids(session, CONTACTS, rows), strict=True):
             group.contact_id = contact_id
     new_ids = {g.contact_id for g in new}
