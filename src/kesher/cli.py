@@ -25,6 +25,7 @@ from kesher.config import DEFAULT_SECRET, Settings, get_settings
 from kesher.db import Database
 from kesher.db.migrate import upgrade
 from kesher.errors import KesherError, ValidationError
+from kesher.memory import settle
 
 app = typer.Typer(help="Kesher: marketing automation and analytics.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -105,7 +106,9 @@ def _serve(settings: Settings, db: Database, host: str = "", port: int = 0, work
     if settings.secret_key == DEFAULT_SECRET and host not in ("127.0.0.1", "localhost", "::1"):
         err.print("[yellow]warning:[/yellow] KESHER_SECRET_KEY is the default; anyone could forge a login session. "
                   "Set it to a long random value.")
-    uvicorn.run(create_app(settings, db, with_worker=worker), host=host, port=port or settings.port)
+    web = create_app(settings, db, with_worker=worker)
+    settle()
+    uvicorn.run(web, host=host, port=port or settings.port)
 
 
 @app.command()
@@ -124,6 +127,7 @@ def demo(
     db = _database(settings)
     try:
         access = load.ensure_access(db, name=workspace_name or load.DEMO_NAME)
+        settle()
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, disable=not err.is_terminal) as bar:
             task = bar.add_task("loading demo contacts", total=contacts)
@@ -164,6 +168,7 @@ def worker_command(workers: Annotated[int, typer.Option(help="Worker threads.")]
 
     settings = get_settings()
     _database(settings)
+    settle()
     run_consumer(settings, workers)
 
 
@@ -285,6 +290,7 @@ def import_contacts(
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=as_json or not err.is_terminal) as bar:
         task = bar.add_task(f"importing {path.name}", total=job.total_rows)
+        settle()
         job = importer.run_import(db, job.id, batch_size=settings.import_batch_size,
                                   progress=lambda j: bar.update(task, completed=j.rows_done))
     _report_import(db, job, as_json, errors_out)
@@ -337,6 +343,7 @@ def events_import(
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err,
                       disable=as_json or not err.is_terminal) as bar:
             task = bar.add_task(f"importing {path.name}", total=size)
+            settle()
             totals = events.import_jsonl(db, ws_id, path, region=settings.default_phone_region, history=history,
                                          progress=lambda done: bar.update(task, completed=done))
     except KesherError as exc:

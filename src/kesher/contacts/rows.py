@@ -19,6 +19,7 @@ from kesher.contacts.columns import Column
 from kesher.contacts.inputs import ContactInput, FieldSpec, validate_contact
 from kesher.contacts.spreadsheet import RowProblem
 from kesher.errors import ValidationError
+from kesher.memory import settle
 
 _YES = {"1", "true", "yes", "y", "כן", "v", "✓", "granted"}
 _NO = {"0", "false", "no", "n", "לא", "denied"}
@@ -80,6 +81,7 @@ _worker_plan: RowPlan | None = None
 def _init_worker(plan: RowPlan) -> None:
     global _worker_plan
     _worker_plan = plan
+    settle()
 
 
 def _prepare_in_worker(chunk: list[tuple[int, list[Any]]]) -> list[ContactInput]:
