@@ -72,8 +72,9 @@ def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -
     columns = list(rows[0])
     json = {c for c in columns if isinstance(table.c[c].type, JSON)}
     quote = session.get_bind().dialect.identifier_preparer.quote
-    sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN (FORMAT BINARY)"
     driver = session.connection().connection.driver_connection
+    types = _column_types(driver, table.name)
     try:
         with driver.cursor() as cursor:
             # Each copied row's foreign keys are checked by a query of their own. Under the custom
@@ -82,6 +83,7 @@ def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -
             old = cursor.execute("SELECT current_setting('plan_cache_mode'), "
                                  "set_config('plan_cache_mode', 'force_generic_plan', true)").fetchone()[0]  # type: ignore[index]
             with cursor.copy(sql) as copy:
+                copy.set_types([types[c] for c in columns])
                 if json:
                     for row in rows:
                         copy.write_row([Jsonb(row[c]) if c in json else row[c] for c in columns])
@@ -93,6 +95,18 @@ def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -
     except psycopg.errors.IntegrityError as exc:
         # The driver's own error, as SQLAlchemy reports one, so callers' conflict handling sees it.
         raise IntegrityError(sql, None, exc) from exc
+
+
+_TYPES: dict[str, dict[str, int]] = {}
+
+
+def _column_types(driver: Any, table: str) -> dict[str, int]:
+    """The type (oid) of each column of a table, as binary COPY needs them; Kesher's tables use built-in types only."""
+    if table not in _TYPES:
+        rows = driver.execute("SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s::regclass "
+                              "AND attnum > 0 AND NOT attisdropped", (table,)).fetchall()
+        _TYPES[table] = {name: oid for name, oid in rows}
+    return _TYPES[table]
 
 
 def insert_with_ids(session: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
