@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     default_timezone: str = "Asia/Jerusalem"
     default_language: str = "he"
     default_phone_region: str = "IL"
-    import_batch_size: int = 2000
+    import_batch_size: int = Field(0, ge=0, description="rows an import writes per transaction; 0 = by database")
     import_processes: int = Field(-1, description="processes that check rows of big imports; -1 = automatic")
     import_dir: str = "var/imports"
     lifecycle_cron: str = Field("0 * * * *", description="when stages, RFM and engagement are refreshed "
