@@ -39,6 +39,7 @@ from kesher.campaigns.schemas import CampaignIn  # noqa: E402
 from kesher.campaigns.sending import Pass  # noqa: E402
 from kesher.channels import senders  # noqa: E402
 from kesher.config import Settings  # noqa: E402
+from kesher.memory import settle  # noqa: E402
 from kesher.contacts import groups  # noqa: E402
 from kesher.contacts.models import Consent, Contact, ListMembership  # noqa: E402
 from kesher.db import Database  # noqa: E402
@@ -192,6 +193,7 @@ def main() -> None:
                 samples.append((time.perf_counter(), process.memory_info().rss / 2**20))
 
         sampler = threading.Thread(target=sample, daemon=True)
+        settle()  # as `kesher worker` does once it has started
         rss_before = process.memory_info().rss / 2**20
         sampler.start()
         started = time.perf_counter()
