@@ -6,6 +6,7 @@ each test gets a fresh workspace in it, which is also how Kesher isolates tenant
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import threading
@@ -44,6 +45,13 @@ def _postgres_database(tmp_name: str) -> tuple[str, object]:
             pytest.fail(f"PostgreSQL is required under CI but unreachable: {exc}")
         pytest.skip(f"PostgreSQL unreachable: {exc}")
     return admin_url.set(database=tmp_name).render_as_string(hide_password=False), admin
+
+
+@pytest.fixture(autouse=True)
+def _collector_unfrozen() -> Iterator[None]:
+    """Commands run in this process freeze what it holds (memory.settle); a test leaves it as it found it."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
