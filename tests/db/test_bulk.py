@@ -5,7 +5,7 @@ import uuid
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
 
 from kesher.contacts.models import Contact
-from kesher.db.base import utcnow
+from kesher.db.base import JSONData, utcnow
 from kesher.db.upsert import FEW_ROWS, insert_new, insert_with_ids
 
 NOW = utcnow()
@@ -29,6 +29,19 @@ def test_a_single_column_is_copied(database):
             insert_new(session, table, [{"n": i} for i in range(FEW_ROWS * 2)])
         with database.session() as session:
             assert session.scalar(select(func.sum(table.c.n))) == sum(range(FEW_ROWS * 2))
+    finally:
+        table.drop(database.engine)
+
+
+def test_json_values_are_copied_as_they_were(database):
+    table = Table(f"bulk_{uuid.uuid4().hex[:8]}", MetaData(), Column("n", Integer), Column("data", JSONData))
+    table.create(database.engine)
+    values = [{"n": i, "data": {"שם": f"דנה {i}", "items": [i, None, 1.5], "ok": i % 2 == 0}} for i in range(FEW_ROWS * 2)]
+    try:
+        with database.session() as session:
+            insert_new(session, table, values)
+        with database.session() as session:
+            assert [dict(r._mapping) for r in session.execute(select(table).order_by(table.c.n))] == values
     finally:
         table.drop(database.engine)
 

@@ -7,8 +7,7 @@ from operator import itemgetter
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, Table, any_, bindparam, func, insert, select, text
+from sqlalchemy import Table, any_, bindparam, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -70,7 +69,6 @@ def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -
         session.execute(insert(table), list(rows))
         return
     columns = list(rows[0])
-    json = {c for c in columns if isinstance(table.c[c].type, JSON)}
     quote = session.get_bind().dialect.identifier_preparer.quote
     sql = f"COPY {quote(table.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN (FORMAT BINARY)"
     driver = session.connection().connection.driver_connection
@@ -83,14 +81,10 @@ def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -
             old = cursor.execute("SELECT current_setting('plan_cache_mode'), "
                                  "set_config('plan_cache_mode', 'force_generic_plan', true)").fetchone()[0]  # type: ignore[index]
             with cursor.copy(sql) as copy:
-                copy.set_types([types[c] for c in columns])
-                if json:
-                    for row in rows:
-                        copy.write_row([Jsonb(row[c]) if c in json else row[c] for c in columns])
-                else:
-                    cells = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
-                    for row in rows:
-                        copy.write_row(cells(row))
+                copy.set_types([types[c] for c in columns])  # a JSON column's dicts go as jsonb
+                cells = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
+                for row in rows:
+                    copy.write_row(cells(row))
             cursor.execute("SELECT set_config('plan_cache_mode', %s, true)", (old,))
     except psycopg.errors.IntegrityError as exc:
         # The driver's own error, as SQLAlchemy reports one, so callers' conflict handling sees it.
