@@ -157,8 +157,7 @@ def _write(
     new = [g for g in groups if g.error is None and g.existing is None]
     old = [g for g in groups if g.error is None and g.existing is not None]
     if new:
-        blank = {**dict.fromkeys(WRITABLE), **DEFAULTS, "workspace_id": workspace_id, "source": source,
-                 "created_at": now, "updated_at": now}
+        blank = {**dict.fromkeys(WRITABLE), **DEFAULTS, "workspace_id": workspace_id, "source": source, "updated_at": now}
         rows = [{**blank, **g.values, "created_at": g.head.created_at or now} for g in new]
         for group, contact_id in zip(new, insert_with_ids(session, CONTACTS, rows), strict=True):
             group.contact_id = contact_id
