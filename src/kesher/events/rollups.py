@@ -17,6 +17,7 @@ from sqlalchemy import BigInteger, Integer, bindparam, case, cast, func, literal
 from sqlalchemy.orm import Session
 
 from kesher.db.upsert import dialect_insert, merge_rows, one_of
+from kesher.contacts.models import Contact
 from kesher.events.models import CampaignReceipt, CategoryStat, ContactRollup, Event, PurchaseItem
 from kesher.events.schemas import SITE_ACTIONS
 
@@ -144,27 +145,48 @@ def _aggregate(r: Rollup) -> Any:
 
 
 def rebuild(session: Session, workspace_id: int) -> None:
-    """Recompute every rollup of the workspace from its events, in SQL (memory stays flat).
+    """Recompute every rollup of the workspace from its events, in SQL.
 
-    Lifecycle columns are kept; the lifecycle refresh recomputes them from the new aggregates.
+    The contacts are taken a range of REBUILD_CONTACTS ids at a time, so each aggregate groups the
+    events of that range only (read along the contact's index): memory stays flat however many
+    events there are. Lifecycle columns are kept; the lifecycle refresh recomputes them from the
+    new aggregates.
     """
-    rollups = ContactRollup.__table__
-    session.execute(update(rollups).where(rollups.c.workspace_id == workspace_id)
+    contacts = Contact.__table__
+    after = 0
+    while ids := list(session.scalars(select(contacts.c.id).where(contacts.c.workspace_id == workspace_id,
+                                                                  contacts.c.id > after)
+                                      .order_by(contacts.c.id).limit(REBUILD_CONTACTS))):
+        _rebuild_range(session, workspace_id, ids[0], ids[-1])
+        after = ids[-1]
+
+
+def _rebuild_range(session: Session, workspace_id: int, low: int, high: int) -> None:
+    """The rollups of the workspace's contacts with ids from `low` to `high`: cleared, then computed."""
+    rollups, stats, receipts = ContactRollup.__table__, CategoryStat.__table__, CampaignReceipt.__table__
+    session.execute(update(rollups).where(rollups.c.workspace_id == workspace_id,
+                                          rollups.c.contact_id.between(low, high))
                     .values({c: ZERO[k] if k in ("count", "sum") else None for c, k in CONTACT_KINDS.items()}))
+    for table in (stats, receipts):
+        session.execute(table.delete().where(table.c.workspace_id == workspace_id,
+                                             table.c.contact_id.between(low, high)))
+    # SQLite keeps no statistics, so it would take the workspace's index and read the workspace's
+    # every event for each range; `+ 0` leaves it the contacts' index (PostgreSQL chooses by cost).
+    plain = session.get_bind().dialect.name == "sqlite"
+    events = ((Event.workspace_id + 0 if plain else Event.workspace_id) == workspace_id,
+              Event.contact_id.between(low, high))
+    items = ((PurchaseItem.workspace_id + 0 if plain else PurchaseItem.workspace_id) == workspace_id,
+             PurchaseItem.contact_id.between(low, high))
     select_contacts = (
         select(Event.contact_id, literal(workspace_id).label("workspace_id"),
                *(_aggregate(r).label(r.column) for r in ROLLUPS))
-        .where(Event.workspace_id == workspace_id, Event.contact_id.is_not(None))
-        .group_by(Event.contact_id)
+        .where(*events).group_by(Event.contact_id)
     )
     _insert_select(session, rollups, select_contacts, ("contact_id",), list(CONTACT_KINDS))
 
-    stats = CategoryStat.__table__
-    session.execute(stats.delete().where(stats.c.workspace_id == workspace_id))
     per_order = (select(PurchaseItem.contact_id, PurchaseItem.category, PurchaseItem.event_id,
                         func.min(PurchaseItem.ts).label("ts"))
-                 .where(PurchaseItem.workspace_id == workspace_id, PurchaseItem.contact_id.is_not(None),
-                        PurchaseItem.category != "")
+                 .where(*items, PurchaseItem.category != "")
                  .group_by(PurchaseItem.contact_id, PurchaseItem.category, PurchaseItem.event_id).subquery())
     session.execute(stats.insert().from_select(
         ["contact_id", "category", "workspace_id", "purchase_count", "first_purchase_at", "last_purchase_at"],
@@ -172,18 +194,16 @@ def rebuild(session: Session, workspace_id: int) -> None:
                func.min(per_order.c.ts), func.max(per_order.c.ts))
         .group_by(per_order.c.contact_id, per_order.c.category)))
 
-    receipts = CampaignReceipt.__table__
-    session.execute(receipts.delete().where(receipts.c.workspace_id == workspace_id))
     at = {column: func.min(case((Event.type == kind, Event.ts), else_=None)) for kind, column in _RECEIPT_COLUMN.items()}
     session.execute(receipts.insert().from_select(
         ["contact_id", "campaign_id", "workspace_id", *at],
         select(Event.contact_id, Event.campaign_id, literal(workspace_id), *at.values())
-        .where(Event.workspace_id == workspace_id, Event.contact_id.is_not(None), Event.campaign_id.is_not(None),
-               Event.type.in_(EMAIL_CAMPAIGN_EVENTS))
+        .where(*events, Event.campaign_id.is_not(None), Event.type.in_(EMAIL_CAMPAIGN_EVENTS))
         .group_by(Event.contact_id, Event.campaign_id)))
-    after = 0
+    after = low - 1
     while ids := list(session.scalars(select(rollups.c.contact_id)
-                                      .where(rollups.c.workspace_id == workspace_id, rollups.c.contact_id > after)
+                                      .where(rollups.c.workspace_id == workspace_id, rollups.c.contact_id > after,
+                                             rollups.c.contact_id <= high)
                                       .order_by(rollups.c.contact_id).limit(CHUNK))):
         refresh_recent_campaigns(session, workspace_id, ids)
         after = ids[-1]
@@ -193,6 +213,8 @@ def rebuild(session: Session, workspace_id: int) -> None:
 
 RECENT_CAMPAIGNS = 20
 CHUNK = 10_000
+REBUILD_CONTACTS = 20_000  # contacts whose events one step of a rebuild groups
+
 
 
 def _letter(opened: Any, clicked: Any) -> str:
