@@ -196,13 +196,18 @@ def sent_counts(session: Session, channel: str, contact_ids: Sequence[int], sinc
 
 
 def unrecorded(session: Session, campaign_id: int, limit: int = 1000) -> list[Any]:
-    """Sent or failed messages whose event is not stored yet."""
+    """Sent or failed messages whose event is not stored yet.
+
+    On PostgreSQL the rows stay locked to this transaction and rows another worker is recording are
+    skipped, so two workers never store the same events at once (the second would wait on the
+    first's idempotency keys, then fail on them). SQLite has one writer at a time anyway.
+    """
     return list(session.execute(select(OUTBOX.c.id, OUTBOX.c.workspace_id, OUTBOX.c.key, OUTBOX.c.contact_id,
                                        OUTBOX.c.status, OUTBOX.c.sent_at, OUTBOX.c.message_id, OUTBOX.c.error,
                                        OUTBOX.c.variant, OUTBOX.c.address)
                                 .where(OUTBOX.c.campaign_id == campaign_id, OUTBOX.c.recorded == false(),
                                        OUTBOX.c.status.in_(("sent", "failed")))
-                                .order_by(OUTBOX.c.id).limit(limit)).all())
+                                .order_by(OUTBOX.c.id).limit(limit).with_for_update(skip_locked=True)).all())
 
 
 def mark_recorded(session: Session, ids: Sequence[int]) -> None:
