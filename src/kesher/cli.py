@@ -279,7 +279,7 @@ def import_contacts(
     settings = get_settings()
     db = _database(settings)
     if not path.is_file():
-        raise _fail(KesherError(f"{path} is not a file", "path"))
+        raise _fail(KesherError("{path} is not a file", "path", path=str(path)))
     try:
         ws_id = _workspace_id(db, workspace)
         with db.session() as session:
@@ -300,7 +300,8 @@ def _report_import(db: Database, job, as_json: bool, errors_out: Path | None) ->
     from kesher.contacts import importer
 
     with db.session() as session:
-        errors = [{"row": e.row, "column": e.column, "message": e.message} for e in importer.all_import_errors(session, job.id)]
+        errors = [{"row": e.row, "column": e.column, "message": e.text("en")}
+                  for e in importer.all_import_errors(session, job.id)]
     if errors_out:
         with errors_out.open("w", newline="", encoding="utf-8-sig") as fh:
             writer = csv.DictWriter(fh, ["row", "column", "message"])
@@ -308,9 +309,9 @@ def _report_import(db: Database, job, as_json: bool, errors_out: Path | None) ->
             writer.writerows(errors)
     if as_json:
         print(json.dumps({"created": job.created, "updated": job.updated, "skipped": job.skipped, "errors": errors,
-                          **({"message": job.message} if job.status == "failed" else {})}, ensure_ascii=False))
+                          **({"message": job.text("en")} if job.status == "failed" else {})}, ensure_ascii=False))
     else:
-        console.print(f"import {job.id}: {job.status}: {job.message}")
+        console.print(f"import {job.id}: {job.status}: {job.text('en')}")
         for e in errors[:20]:
             console.print(f"  row {e['row']}, {e['column'] or '-'}: {e['message']}")
         if len(errors) > 20:
@@ -349,7 +350,8 @@ def events_import(
     except KesherError as exc:
         raise _fail(exc) from None
     except OSError as exc:
-        raise _fail(KesherError(f"cannot read {path}: {exc.strerror or exc}", "path")) from None
+        raise _fail(KesherError("cannot read {path}: {reason}", "path", path=str(path),
+                                reason=exc.strerror or str(exc))) from None
     errors = [{"line": e.line, "field": e.field, "message": e.message} for e in totals.errors]
     if as_json:
         print(json.dumps({"accepted": totals.accepted, "duplicates": totals.duplicates, "errors": errors},
@@ -410,9 +412,10 @@ def _read_rule(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8-sig"))
     except OSError as exc:
-        raise KesherError(f"cannot read {path}: {exc.strerror or exc}", "rule") from None
+        raise KesherError("cannot read {path}: {reason}", "rule", path=str(path),
+                          reason=exc.strerror or str(exc)) from None
     except ValueError as exc:
-        raise ValidationError(f"{path} is not JSON: {exc}", "rule") from None
+        raise ValidationError("{path} is not JSON: {reason}", "rule", path=str(path), reason=str(exc)) from None
 
 
 def _segment_json(segment: Any) -> dict[str, Any]:
@@ -470,7 +473,7 @@ def _params(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ValidationError(f"{pair!r}: write a parameter as name=value", "param")
+            raise ValidationError("{pair!r}: write a parameter as name=value", "param", pair=pair)
         params[key.strip()] = value.strip()
     return params
 
@@ -567,9 +570,11 @@ def _export_columns(session: Session, workspace_id: int, spec: str) -> list[Any]
     known = [*export.BUILTIN_COLUMNS, *(export.CUSTOM_PREFIX + f.key for f in list_fields(session, workspace_id))]
     keys = [key.strip() for key in spec.split(",") if key.strip()]
     unknown = [key for key in keys if key not in known]
-    if unknown or not keys:
-        raise ValidationError(f"{'no column ' + repr(unknown[0]) if unknown else 'name at least one column'}; "
-                              f"columns are: {', '.join(known)}", "columns")
+    if unknown:
+        raise ValidationError("no column {column!r}; columns are: {columns}", "columns", column=unknown[0],
+                              columns=", ".join(known))
+    if not keys:
+        raise ValidationError("name at least one column; columns are: {columns}", "columns", columns=", ".join(known))
     return [export.Column(key, key) for key in keys]
 
 
@@ -625,7 +630,8 @@ def segment_export(
                                       batch=EXPORT_BATCH)
                 bar.update(task, completed=total)
         except OSError as exc:
-            raise KesherError(f"cannot write {out}: {exc.strerror or exc}", "out") from None
+            raise KesherError("cannot write {path}: {reason}", "out", path=str(out),
+                              reason=exc.strerror or str(exc)) from None
     console.print(f"{total:,} contacts exported to {escape(str(out))} in {time.perf_counter() - started:.1f}s")
 
 
@@ -659,7 +665,7 @@ def segment_explain(
         try:
             contacts.get_contact(session, ws.id, contact_id)
         except KesherError as exc:
-            raise KesherError(exc.message, "contact_id") from None
+            raise KesherError(exc.template, "contact_id", **exc.params) from None
         finding = explain(session, ws, segment.rule, contact_id)
         member = any(s.id == segment.id for s, _ in segments.segments_of_contact(session, ws.id, contact_id))
     result = ExplainOut.of(finding, contact_id, segment.id, member).model_dump(mode="json")

@@ -16,6 +16,7 @@ from kesher.accounts.models import Workspace
 from kesher.campaigns import abtest, service
 from kesher.campaigns.models import Campaign
 from kesher.campaigns.schemas import CampaignIn
+from kesher.channels.models import OutboxMessage
 from kesher.channels import senders
 from kesher.config import Settings, get_settings
 from kesher.contacts import groups
@@ -279,6 +280,30 @@ def test_pause_resume_and_cancel_by_status_with_progress(
         page = ui.get(f"/campaigns/{cancel_id}").text
         assert "בוטל" in page and ">המשך שליחה<" not in page and re.search(r'class="count-cancelled">2<', page)
     assert len(smtp_server.received) == 3
+
+
+def test_the_results_show_once_sent_with_machine_opens_apart(  # type: ignore[no-untyped-def]
+        ui, database: Database, workspace, smtp_server: SmtpServer, send_settings) -> None:
+    from kesher.campaigns.sending import send_campaign
+    from kesher.events.ingest import ingest
+
+    campaign_id = draft(database, workspace, 4)
+    assert 'id="report"' not in ui.get(f"/campaigns/{campaign_id}").text  # a draft has no results
+    with database.session() as s:
+        service.send(s, s.get_one(Workspace, workspace.id), campaign_id)
+    send_campaign(database, send_settings, campaign_id)
+    with database.session() as s:
+        contacts = [r.contact_id for r in s.query(OutboxMessage).filter_by(campaign_id=campaign_id)]
+        about = {"campaign_id": str(campaign_id)}
+        ingest(s, s.get_one(Workspace, workspace.id), [
+            {"type": "email_opened", "contact": {"id": contacts[0]}, "properties": about},
+            {"type": "email_opened", "contact": {"id": contacts[1]}, "properties": {**about, "machine": True}},
+            {"type": "email_clicked", "contact": {"id": contacts[0]},
+             "properties": {**about, "url": "https://shop.example.co.il/winter"}}])
+    page = ui.get(f"/campaigns/{campaign_id}").text
+    report = unescape(page.split('id="report"')[1].split("</section>")[0])
+    assert "תוצאות" in report and "100.0%" in report and "25.0%" in report  # delivered; opened and clicked 1 of 4
+    assert "1 פתיחות ו-0 הקלקות נראו אוטומטיות" in report and "https://shop.example.co.il/winter" in report
 
 
 def test_preview_as_a_contact_and_a_test_send(sending_app, database: Database, workspace, smtp_server) -> None:  # type: ignore[no-untyped-def]

@@ -34,7 +34,7 @@ def run(database, workspace, path, **options):
 
 def errors_of(database, workspace, job):
     with database.session() as s:
-        return [(e.row, e.column, e.message) for e in importer.import_errors(s, workspace.id, job.id)]
+        return [(e.row, e.column, e.text("en")) for e in importer.import_errors(s, workspace.id, job.id)]
 
 
 def contact_rows(database, workspace):

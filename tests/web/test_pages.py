@@ -8,8 +8,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from babel.messages.extract import extract_from_dir
-from babel.messages.pofile import read_po
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -19,7 +17,6 @@ from kesher.contacts import fields as field_service
 from kesher.contacts import groups
 from kesher.contacts import service as contacts
 from kesher.db import Database
-from kesher.web.i18n import LOCALE_DIR
 from tests.browser import TOKEN, Browser
 
 PASSWORD = "correct horse battery"
@@ -288,30 +285,6 @@ def test_import_pages(ui: Browser, database: Database, workspace) -> None:  # ty
 
     empty = ui.post("/imports", {}, files={"file": ("empty.csv", io.BytesIO(b""), "text/csv")})
     assert empty.status_code == 422 and "alert error" in empty.text
-
-
-def _msgids() -> set[str | tuple[str, str]]:
-    method_map = [("**/templates/**.html", "jinja2"), ("**.py", "python")]
-    options = {"**/templates/**.html": {"extensions": "jinja2.ext.i18n", "newstyle_gettext": "true"}}
-    return {message for _f, _l, message, _c, _x in extract_from_dir(str(SRC), method_map, options)}
-
-
-def test_every_text_has_a_hebrew_translation() -> None:
-    path = LOCALE_DIR / "he" / "LC_MESSAGES" / "messages.po"
-    header = path.read_text(encoding="utf-8").split("\n\n")[0]
-    assert '"Content-Type: text/plain; charset=UTF-8\\n"' in header
-    assert '"Plural-Forms: nplurals=2; plural=(n != 1);\\n"' in header
-    with path.open("rb") as fh:
-        catalog = read_po(fh, locale="he")
-    missing = []
-    for msgid in _msgids():
-        key = msgid[0] if isinstance(msgid, tuple) else msgid
-        message = catalog.get(key)
-        strings = message.string if message is not None else None
-        if not strings or (isinstance(strings, tuple) and not all(strings)):
-            missing.append(msgid)
-    assert not missing, f"add Hebrew translations to locale/he/LC_MESSAGES/messages.po for: {missing}"
-    assert len(_msgids()) > 100
 
 
 def test_a_user_of_no_workspace_is_told_so_at_login(client: TestClient, database: Database) -> None:

@@ -44,7 +44,7 @@ def create_workspace(
     elif not _SLUG.match(slug):
         raise ValidationError("must start with a letter and hold only a-z, 0-9 and single dashes (100 at most)", "slug")
     elif session.scalar(select(Workspace.id).where(Workspace.slug == slug)) is not None:
-        raise Conflict(f"a workspace {slug!r} exists", "slug")
+        raise Conflict("a workspace {slug!r} exists", "slug", slug=slug)
     workspace = Workspace(name=name, slug=slug, timezone=timezone, language=language)
     session.add(workspace)
     session.flush()
@@ -60,7 +60,7 @@ def get_workspace(session: Session, ref: str | int) -> Workspace:
         stmt = stmt.where(Workspace.slug == ref)
     workspace = session.scalar(stmt)
     if workspace is None:
-        raise NotFound(f"no workspace {ref!r}", "workspace")
+        raise NotFound("no workspace {ref!r}", "workspace", ref=ref)
     return workspace
 
 
@@ -72,7 +72,7 @@ def create_user(
     if "@" not in email:
         raise ValidationError("is not an email address", "email")
     if len(password) < MIN_PASSWORD:
-        raise ValidationError(f"must be at least {MIN_PASSWORD} characters", "password")
+        raise ValidationError("must be at least {least} characters", "password", least=MIN_PASSWORD)
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict("a user with this email exists", "email")
     user = User(email=email, name=name, password_hash=_hasher.hash(password), language=language)
@@ -86,14 +86,14 @@ def create_user(
 def get_user(session: Session, email: str) -> User:
     user = session.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None:
-        raise NotFound(f"no user {email!r}", "email")
+        raise NotFound("no user {email!r}", "email", email=email)
     return user
 
 
 def set_password(session: Session, email: str, password: str) -> User:
     """Give the user with this email a new password."""
     if len(password) < MIN_PASSWORD:
-        raise ValidationError(f"must be at least {MIN_PASSWORD} characters", "password")
+        raise ValidationError("must be at least {least} characters", "password", least=MIN_PASSWORD)
     user = get_user(session, email)
     user.password_hash = _hasher.hash(password)
     session.flush()
@@ -102,7 +102,7 @@ def set_password(session: Session, email: str, password: str) -> User:
 
 def add_member(session: Session, user: User, workspace: Workspace, role: str = "admin") -> None:
     if role not in ROLES:
-        raise ValidationError(f"must be one of {', '.join(ROLES)}", "role")
+        raise ValidationError("must be one of {choices}", "role", choices=", ".join(ROLES))
     if session.get(Membership, (user.id, workspace.id)) is None:
         session.add(Membership(user_id=user.id, workspace_id=workspace.id, role=role))
         session.flush()
@@ -161,7 +161,7 @@ def list_api_keys(session: Session, workspace_id: int) -> list[ApiKey]:
 def revoke_api_key(session: Session, workspace_id: int, key_id: int) -> None:
     key = session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.workspace_id == workspace_id))
     if key is None:
-        raise NotFound(f"no API key {key_id}", "id")
+        raise NotFound("no API key {id}", "id", id=key_id)
     key.revoked_at = utcnow()
     audit(session, workspace_id, "system", "api_key.revoked", "api_key", key.id, {})
 

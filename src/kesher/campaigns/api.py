@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from kesher.accounts.models import Workspace
 from kesher.campaigns import abtest, service
+from kesher.campaigns import report as reports
 from kesher.campaigns.models import Campaign
 from kesher.campaigns.tasks import start_pass
 from kesher.campaigns.schemas import (CampaignIn, CampaignOut, CampaignPatch, FindingOut, Progress, SendIn,
@@ -146,3 +147,14 @@ def send_test(campaign_id: CampaignId, body: TestSendIn, caller: Caller, session
     sent = test_send(session, request.app.state.settings, workspace, campaign, body.emails,
                      contact_id=body.contact_id, variant=body.variant)
     return {"sent": sent}
+
+
+@router.get("/campaigns/{campaign_id}/report",
+            summary="What the campaign did: delivery, opens, clicks, unsubscribes, complaints, revenue",
+            description="Counts by recipient (and in total for opens and clicks), rates as fractions (0..1) or null "
+                        "while their base is 0. Automatic opens and clicks (Apple Mail Privacy Protection, link "
+                        "scanners) are counted apart (`machine_*`) and left out of every rate. Revenue is the "
+                        f"purchases recipients made within {reports.ATTRIBUTION_DAYS} days after their message, "
+                        "in ILS. `variants` is filled for an A/B test.")
+def campaign_report(campaign_id: CampaignId, caller: Caller, session: DbSession) -> dict[str, object]:
+    return reports.report(session, service.get_campaign(session, caller.workspace_id, campaign_id)).as_dict()

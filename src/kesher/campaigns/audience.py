@@ -31,7 +31,8 @@ def clean(audience: Any) -> dict[str, list[int]]:
         raise ValidationError("must be an object with lists, segments, exclude_lists, exclude_segments", "audience")
     unknown = set(audience) - set(KEYS)
     if unknown:
-        raise ValidationError(f"unknown key {sorted(unknown)[0]!r}; use {', '.join(KEYS)}", "audience")
+        raise ValidationError("unknown key {key!r}; use {keys}", "audience", key=sorted(unknown)[0],
+                              keys=", ".join(KEYS))
     cleaned: dict[str, list[int]] = {}
     for key in KEYS:
         ids = audience.get(key) or []

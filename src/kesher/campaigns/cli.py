@@ -41,14 +41,16 @@ def _spec(path: Path) -> Any:
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except OSError as exc:
-        raise KesherError(f"cannot read {path}: {exc.strerror or exc}", "file") from None
+        raise KesherError("cannot read {path}: {reason}", "file", path=str(path),
+                          reason=exc.strerror or str(exc)) from None
     except ValueError as exc:
-        raise ValidationError(f"{path} is not JSON: {exc}", "file") from None
+        raise ValidationError("{path} is not JSON: {detail}", "file", path=str(path), detail=str(exc)) from None
     try:
         return CampaignIn.model_validate(data)
     except PydanticError as exc:
         first = exc.errors()[0]
-        raise ValidationError(first["msg"], ".".join(str(p) for p in first["loc"])) from None
+        raise ValidationError("is not valid: {detail}", ".".join(str(p) for p in first["loc"]),
+                              detail=first["msg"]) from None
 
 
 @app.command("create")
@@ -209,3 +211,37 @@ def status(campaign_id: int, workspace: WorkspaceOption = "", as_json: JsonOptio
     else:
         cli.console.print(f"{p.status}: {p.sent:,} sent of {p.total:,}; {p.queued:,} queued, {p.sending:,} being "
                           f"sent, {p.failed:,} failed, {p.skipped:,} skipped, {p.cancelled:,} cancelled")
+
+
+@app.command("report")
+def report(campaign_id: int, workspace: WorkspaceOption = "", as_json: JsonOption = False) -> None:
+    """What the campaign did: delivered, opened, clicked, unsubscribed, complaints, revenue."""
+    from kesher.campaigns import report as reports
+    from kesher.campaigns import service
+
+    cli = _cli()
+    with cli._in_workspace(workspace) as (session, ws):
+        result = reports.report(session, service.get_campaign(session, ws.id, campaign_id))
+    if as_json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False))
+        return
+    for f in [result.total, *result.variants]:
+        cli.console.print(_report_lines(f, result.attribution_days))
+    for link in result.links:
+        cli.console.print(f"  {link.clicks:,} clicks by {link.clickers:,}: {link.url}")
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.1f}%"
+
+
+def _report_lines(f: Any, days: int) -> str:
+    head = f"variant {f.variant}: " if f.variant else ""
+    return (f"{head}{f.sent:,} sent, {f.delivered:,} delivered ({_percent(f.delivery_rate)}), {f.bounced:,} bounced "
+            f"({f.hard_bounced:,} hard)\n"
+            f"  opened by {f.openers:,} ({_percent(f.open_rate)}; {f.opens:,} opens), clicked by {f.clickers:,} "
+            f"({_percent(f.click_rate)}; click-to-open {_percent(f.click_to_open_rate)})\n"
+            f"  automatic: {f.machine_openers:,} machine-only openers, {f.machine_opens:,} opens, "
+            f"{f.machine_clicks:,} clicks (not in the rates)\n"
+            f"  {f.unsubscribed:,} unsubscribed, {f.complained:,} complaints; {f.orders:,} orders, "
+            f"₪{f.revenue:,.2f} within {days} days")

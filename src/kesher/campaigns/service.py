@@ -48,13 +48,13 @@ def _check_refs(session: Session, workspace: Workspace, sender_id: int | None, s
             try:
                 groups.get(session, workspace.id, "list", list_id)
             except NotFound:
-                raise ValidationError(f"no list {list_id} in this workspace", f"audience.{key}") from None
+                raise ValidationError("no list {id} in this workspace", f"audience.{key}", id=list_id) from None
     for key in ("segments", "exclude_segments"):
         for segment_id in spec.get(key, []):
             try:
                 segments.get_segment(session, workspace.id, segment_id)
             except NotFound:
-                raise ValidationError(f"no segment {segment_id} in this workspace", f"audience.{key}") from None
+                raise ValidationError("no segment {id} in this workspace", f"audience.{key}", id=segment_id) from None
 
 
 def _compile(variants: list[VariantIn], language: str) -> None:
@@ -63,7 +63,7 @@ def _compile(variants: list[VariantIn], language: str) -> None:
         try:
             Renderer(Content(subject=v.subject, html=v.html, text=v.text, preheader=v.preheader, language=language))
         except ValidationError as exc:
-            raise ValidationError(exc.message, f"variants[{i}].{exc.field or 'html'}") from None
+            raise exc.located(f"variants[{i}].{exc.field or 'html'}") from None
 
 
 def _set_variants(session: Session, workspace: Workspace, campaign: Campaign, variants: list[VariantIn]) -> None:
@@ -101,7 +101,7 @@ def update_campaign(session: Session, workspace: Workspace, campaign_id: int, pa
                     actor: str = "system") -> Campaign:
     campaign = get_campaign(session, workspace.id, campaign_id)
     if campaign.status not in EDITABLE:
-        raise Conflict(f"a campaign that is {campaign.status} cannot be changed", "status")
+        raise Conflict("a campaign that is {status} cannot be changed", "status", status=campaign.status)
     given = patch.model_fields_set
     if "audience" in given and patch.audience is not None:
         spec = audience.clean(patch.audience.model_dump())
@@ -137,7 +137,7 @@ def update_campaign(session: Session, workspace: Workspace, campaign_id: int, pa
 def get_campaign(session: Session, workspace_id: int, campaign_id: int) -> Campaign:
     campaign = session.get(Campaign, campaign_id)
     if campaign is None or campaign.workspace_id != workspace_id:
-        raise NotFound(f"no campaign {campaign_id} in this workspace", "campaign_id")
+        raise NotFound("no campaign {id} in this workspace", "campaign_id", id=campaign_id)
     return campaign
 
 
@@ -153,8 +153,8 @@ def variants_of(session: Session, campaign_id: int) -> list[Variant]:
 def delete_campaign(session: Session, workspace_id: int, campaign_id: int, *, actor: str = "system") -> None:
     campaign = get_campaign(session, workspace_id, campaign_id)
     if campaign.status not in ("draft", "scheduled"):
-        raise Conflict(f"a campaign that is {campaign.status} is kept for its reports; only drafts can be deleted",
-                       "status")
+        raise Conflict("a campaign that is {status} is kept for its reports; only drafts can be deleted",
+                       "status", status=campaign.status)
     audit(session, workspace_id, actor, "campaign.deleted", "campaign", campaign.id, {"name": campaign.name})
     session.delete(campaign)
     session.flush()
@@ -191,7 +191,8 @@ def _refuse_blocking(found: list[tuple[str, checks.Finding]]) -> None:
     for label, finding in found:
         if finding.level == "error":
             where = f"variants[{LABELS.index(label)}].{finding.field}" if label else finding.field
-            raise ValidationError(finding.message.format(**finding.params), where)
+            template = finding.message  # a message id with {placeholders}, filled from the finding's params
+            raise ValidationError(template, where, **finding.params)
 
 
 def send(session: Session, workspace: Workspace, campaign_id: int, *, send_at: datetime | None = None,
@@ -200,7 +201,8 @@ def send(session: Session, workspace: Workspace, campaign_id: int, *, send_at: d
     now = now or utcnow()
     campaign = get_campaign(session, workspace.id, campaign_id)
     if campaign.status not in ("draft", "scheduled"):
-        raise Conflict(f"the campaign is {campaign.status}; only a draft or a scheduled campaign can be sent", "status")
+        raise Conflict("the campaign is {status}; only a draft or a scheduled campaign can be sent", "status",
+                       status=campaign.status)
     _refuse_blocking(findings(session, workspace, campaign))
     at = local_to_utc(workspace, send_at)
     if audience.count(session, workspace.id, campaign.channel, campaign.audience) == 0:
@@ -233,7 +235,8 @@ def pause(session: Session, workspace: Workspace, campaign_id: int, *, actor: st
     """Stop sending: messages already claimed by a worker are not sent; nobody is skipped on resume."""
     campaign = get_campaign(session, workspace.id, campaign_id)
     if campaign.status not in ("sending", "scheduled"):
-        raise Conflict(f"the campaign is {campaign.status}; only a sending or scheduled campaign can be paused", "status")
+        raise Conflict("the campaign is {status}; only a sending or scheduled campaign can be paused", "status",
+                       status=campaign.status)
     campaign.status = "paused"
     audit(session, workspace.id, actor, "campaign.paused", "campaign", campaign.id, {})
     session.flush()
@@ -245,7 +248,8 @@ def resume(session: Session, workspace: Workspace, campaign_id: int, *, now: dat
     now = now or utcnow()
     campaign = get_campaign(session, workspace.id, campaign_id)
     if campaign.status != "paused":
-        raise Conflict(f"the campaign is {campaign.status}; only a paused campaign can be resumed", "status")
+        raise Conflict("the campaign is {status}; only a paused campaign can be resumed", "status",
+                       status=campaign.status)
     if campaign.started_at is None:
         campaign.status = "scheduled" if campaign.send_at and campaign.send_at > now else "draft"
         if campaign.status == "draft":
@@ -265,7 +269,7 @@ def _testing(campaign: Campaign, session: Session) -> bool:
 def cancel(session: Session, workspace: Workspace, campaign_id: int, *, actor: str = "system") -> Campaign:
     campaign = get_campaign(session, workspace.id, campaign_id)
     if campaign.status in ("sent", "cancelled"):
-        raise Conflict(f"the campaign is already {campaign.status}", "status")
+        raise Conflict("the campaign is already {status}", "status", status=campaign.status)
     cancelled = outbox.cancel(session, campaign.id)
     campaign.status, campaign.finished_at = "cancelled", utcnow()
     audit(session, workspace.id, actor, "campaign.cancelled", "campaign", campaign.id, {"messages": cancelled})

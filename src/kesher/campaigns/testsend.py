@@ -32,19 +32,19 @@ def test_send(session: Session, settings: Settings, workspace: Workspace, campai
         try:
             address = normalize_email(email)
         except ValidationError as exc:
-            raise ValidationError(exc.message, f"emails[{i}]") from None
+            raise exc.located(f"emails[{i}]") from None
         if address:
             addresses.append(address)
     chosen = [v for v in service.variants_of(session, campaign.id) if v.label == variant]
     if not chosen:
-        raise ValidationError(f"the campaign has no variant {variant!r}", "variant")
+        raise ValidationError("the campaign has no variant {variant!r}", "variant", variant=variant)
     if campaign.sender_id is None:
         raise ValidationError("choose a sender identity first", "sender_id")
     sender = senders.get_sender(session, workspace.id, campaign.sender_id)
     if contact_id is not None:
         context = contexts(session, workspace.id, [contact_id]).get(contact_id)
         if context is None:
-            raise ValidationError(f"no contact {contact_id} in this workspace", "contact_id")
+            raise ValidationError("no contact {id} in this workspace", "contact_id", id=contact_id)
     else:
         context = sample_context(workspace.language)
     v = chosen[0]

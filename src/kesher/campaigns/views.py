@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from kesher.campaigns import abtest, audience, service
+from kesher.campaigns import report as reports
 from kesher.campaigns.api import start_pass_after_commit
 from kesher.campaigns.models import Campaign
 from kesher.campaigns.schemas import CampaignIn, CampaignPatch
@@ -84,7 +85,7 @@ def level_names() -> dict[str, str]:
 
 def _campaign(session: Session, workspace_id: int, campaign_id: int) -> Campaign:
     if not 1 <= campaign_id <= MAX_ID:
-        raise NotFound(f"no campaign {campaign_id} in this workspace", "campaign_id")
+        raise NotFound("no campaign {id} in this workspace", "campaign_id", id=campaign_id)
     return service.get_campaign(session, workspace_id, campaign_id)
 
 
@@ -250,9 +251,9 @@ def service_errors(exc: KesherError, campaign: Campaign | None = None) -> dict[s
         if name == "audience":
             return {"audience": _("A campaign that started sending keeps its audience; cancel it and send a new one "
                                   "to change who gets it.")}
-        return {"": _not_now(campaign) if campaign is not None else exc.message}
+        return {"": _not_now(campaign) if campaign is not None else exc.text()}
     if TEMPLATE_PARTS.match(name):
-        return {name: _("The template has a mistake: %(detail)s") % {"detail": exc.message}}
+        return {name: _("The template has a mistake: %(detail)s") % {"detail": exc.text()}}
     if name.startswith("audience."):
         return {"audience": _("A chosen list or segment is no longer in this workspace.")}
     return {_slot(name): _problem(name)}
@@ -341,7 +342,7 @@ def preview_of(session: Session, ctx: UiContext, campaign: Campaign, label: str,
     try:
         rendered = Renderer(service.content_of(campaign, variant, language)).render(context)
     except ValidationError as exc:
-        return Preview(variant.label, who, None, _("The template has a mistake: %(detail)s") % {"detail": exc.message})
+        return Preview(variant.label, who, None, _("The template has a mistake: %(detail)s") % {"detail": exc.text()})
     return Preview(variant.label, who, rendered)
 
 
@@ -433,7 +434,7 @@ def _test_problem(exc: KesherError, emails: list[str]) -> str:
         return _("%(email)s is not an email address.") % {"email": emails[int(match.group(1))]}
     if name == "sender_id":
         return _("Choose a sender identity first.")
-    return _("The template has a mistake: %(detail)s") % {"detail": exc.message}
+    return _("The template has a mistake: %(detail)s") % {"detail": exc.text()}
 
 
 def run_test_send(request: Request, session: Session, ctx: UiContext, campaign: Campaign, form: FormData) -> TestResult:
@@ -490,7 +491,7 @@ def _checks(session: Session, ctx: UiContext, campaign: Campaign) -> list[Check]
     try:
         return checks_of(session, ctx, campaign)
     except KesherError as exc:  # a stored variant that no longer renders (a field since deleted)
-        return [Check("", "error", _("The template has a mistake: %(detail)s") % {"detail": exc.message}, "html")]
+        return [Check("", "error", _("The template has a mistake: %(detail)s") % {"detail": exc.text()}, "html")]
 
 
 def campaign_page(request: Request, ctx: UiContext, session: Session, campaign: Campaign, *,
@@ -502,7 +503,8 @@ def campaign_page(request: Request, ctx: UiContext, session: Session, campaign: 
                   **_live_data(session, ctx, campaign, checks, send_error),
                   checks=checks, level_names=level_names(), preview=preview_of(session, ctx, campaign, "A", ""),
                   variant_labels=[v.label for v in service.variants_of(session, campaign.id)], test=test,
-                  editable=campaign.status in service.EDITABLE, saved=request.query_params.get("saved") == "1")
+                  editable=campaign.status in service.EDITABLE, saved=request.query_params.get("saved") == "1",
+                  report=reports.report(session, campaign) if campaign.status not in ("draft", "scheduled") else None)
 
 
 def _edit_variants(editor: Editor, form: FormData) -> bool:

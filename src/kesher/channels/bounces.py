@@ -184,7 +184,8 @@ def _record_event(session: Session, workspace: Workspace, event_type: str, conta
     result = ingest(session, workspace, [{"type": event_type, "contact": {"id": contact_id}, "ts": ts,
                                           "idempotency_key": key[:200], "properties": properties}], source=source)
     if result.errors:
-        raise ValidationError(result.errors[0].message, result.errors[0].field)
+        error = result.errors[0]
+        raise ValidationError("the event was not recorded: {detail}", error.field, detail=error.message)
     return result.accepted > 0
 
 

@@ -69,7 +69,7 @@ def _workspace(session: Session, slug: str) -> Workspace:
     try:
         return get_workspace(session, slug)
     except NotFound as exc:
-        raise NotFound(exc.message, "workspace_slug") from None
+        raise exc.located("workspace_slug") from None
 
 
 def _record(request: Request, session: Session, workspace: Workspace, reports: list[Report],

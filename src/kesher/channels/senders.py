@@ -43,7 +43,7 @@ def _email(value: Any, field: str) -> str:
     try:
         address = normalize_email(value)
     except ValidationError as exc:
-        raise ValidationError(exc.message, field) from None
+        raise exc.located(field) from None
     if address is None:
         raise ValidationError("must not be empty", field)
     return address
@@ -54,21 +54,23 @@ def _name(value: Any) -> str:
     if name is None:
         raise ValidationError("a sender needs a name, the one recipients see", "name")
     if len(name) > NAME_LIMIT:
-        raise ValidationError(f"is {len(name)} characters long; at most {NAME_LIMIT} are allowed", "name")
+        raise ValidationError("is {length} characters long; at most {limit} are allowed", "name", length=len(name),
+                              limit=NAME_LIMIT)
     return name
 
 
 def _postal_address(value: Any) -> str:
     address = clean_text(value, "address") or ""
     if len(address) > ADDRESS_LIMIT:
-        raise ValidationError(f"is {len(address)} characters long; at most {ADDRESS_LIMIT} are allowed", "address")
+        raise ValidationError("is {length} characters long; at most {limit} are allowed", "address",
+                              length=len(address), limit=ADDRESS_LIMIT)
     return address
 
 
 def _email_free(session: Session, workspace_id: int, email: str, sender_id: int | None = None) -> None:
     other = session.scalar(select(Sender.id).where(Sender.workspace_id == workspace_id, Sender.email == email))
     if other is not None and other != sender_id:
-        raise Conflict(f"a sender with {email} exists", "email")
+        raise Conflict("a sender with {email} exists", "email", email=email)
 
 
 def list_senders(session: Session, workspace_id: int) -> list[Sender]:
@@ -79,7 +81,7 @@ def list_senders(session: Session, workspace_id: int) -> list[Sender]:
 def get_sender(session: Session, workspace_id: int, sender_id: int) -> Sender:
     sender = session.scalar(select(Sender).where(Sender.workspace_id == workspace_id, Sender.id == sender_id))
     if sender is None:
-        raise NotFound(f"no sender {sender_id}", "id")
+        raise NotFound("no sender {id}", "id", id=sender_id)
     return sender
 
 

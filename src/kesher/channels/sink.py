@@ -87,7 +87,7 @@ class Mail:
 def recent_mails(session: Session, limit: int = 50, before_id: int | None = None) -> list[CaughtMail]:
     """The newest caught mails first; `before_id` (the last id of a page) gives the next page."""
     if not 1 <= limit <= MAX_PAGE:
-        raise ValidationError(f"must be between 1 and {MAX_PAGE}", "limit")
+        raise ValidationError("must be between 1 and {most}", "limit", most=MAX_PAGE)
     stmt = select(CaughtMail)
     if before_id is not None:
         stmt = stmt.where(CaughtMail.id < before_id)
@@ -108,7 +108,7 @@ def _part(message: EmailMessage, subtype: str) -> str | None:
 def get_mail(session: Session, mail_id: int) -> Mail:
     row = session.get(CaughtMail, mail_id)
     if row is None:
-        raise NotFound(f"no caught mail {mail_id}", "id")
+        raise NotFound("no caught mail {id}", "id", id=mail_id)
     message = BytesParser(policy=policy.default).parsebytes(row.message)
     assert isinstance(message, EmailMessage)
     return Mail(id=row.id, received_at=row.received_at, mail_from=row.mail_from, recipients=list(row.recipients),

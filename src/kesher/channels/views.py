@@ -40,7 +40,7 @@ HEADERS_THAT_MATTER = ("From", "To", "Reply-To", "Date", "Message-ID", "List-Uns
 
 def _id(value: int) -> int:
     if not 1 <= value <= MAX_ID:
-        raise NotFound(f"no row {value}", "id")
+        raise NotFound("no row {id}", "id", id=value)
     return value
 
 
@@ -111,7 +111,7 @@ def save_webhook_keys(
     except KesherError as exc:
         session.rollback()
         message = _("This is not a SendGrid verification key (an EC public key, base64 or PEM).") \
-            if exc.field == "sendgrid_public_key" else exc.message
+            if exc.field == "sendgrid_public_key" else exc.text()
         return _senders_page(request, ctx, session, hook_errors={exc.field or "": message}, status_code=exc.status)
     return _senders_page(request, ctx, session, hooks_saved=True)
 
@@ -245,7 +245,7 @@ def mail_page(request: Request, mail_id: int, ctx: UiContext = Depends(ui_contex
               session: Session = transaction) -> HTMLResponse:
     mail = sink.get_mail(session, _id(mail_id))
     if parseaddr(mail.sender)[1].lower() not in _own_addresses(session, ctx.workspace.id):
-        raise NotFound(f"no caught mail {mail_id}", "id")
+        raise NotFound("no caught mail {id}", "id", id=mail_id)
     shown: list[tuple[str, Any]] = []
     for name in HEADERS_THAT_MATTER:
         values = [v for k, v in mail.headers if k.lower() == name.lower()]

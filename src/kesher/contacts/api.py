@@ -65,7 +65,7 @@ def _group_ids(session: Session, caller: ApiCaller, kind: str, refs: Iterable[in
             else:
                 group = groups.get(session, caller.workspace_id, kind, ref)
         except KesherError as exc:
-            raise type(exc)(exc.message, field) from None
+            raise exc.located(field) from None
         ids.append(group.id)
     return ids
 

@@ -70,7 +70,7 @@ def plan_columns(
     known_headers = {header_key(h) for h in headers}
     for header in manual:
         if header not in known_headers:
-            raise ValidationError(f"the file has no column {header!r}", "map")
+            raise ValidationError("the file has no column {column!r}", "map", column=header)
     labels = {header_key(f.label): f for f in custom.values()}
     columns: list[Column] = []
     taken: dict[str, str] = {}
@@ -82,8 +82,9 @@ def plan_columns(
         column = _resolve(index, header, manual.get(key) or _LOOKUP.get(key), custom, labels, unknown_as_fields)
         claim = column.field_key if column.target == "field" else column.target
         if claim != SKIP and claim in taken:
-            raise ValidationError(f"columns {taken[claim]!r} and {header!r} both map to {claim}; "
-                                  f"map one of them elsewhere or to {SKIP}", "map")
+            raise ValidationError("columns {first!r} and {second!r} both map to {target}; "
+                                  "map one of them elsewhere or to {skip}", "map",
+                                  first=taken[claim], second=header, target=claim, skip=SKIP)
         taken[claim] = header  # type: ignore[index]
         columns.append(column)
     if not any(c.target in ("email", "phone", "external_id") for c in columns):
@@ -105,10 +106,11 @@ def _resolve(
             return Column(index, header, "field", key)
         if target.startswith("custom:"):
             if not FIELD_KEY.match(key):
-                raise ValidationError(f"{key!r} (for column {header!r}) is not a field key: start with a letter, "
-                                      "then a-z, 0-9 and _ (64 at most)", "map")
+                raise ValidationError("{key!r} (for column {column!r}) is not a field key: start with a letter, "
+                                      "then a-z, 0-9 and _ (64 at most)", "map", key=key, column=header)
             return Column(index, header, "field", key, new_field=True)
-        raise ValidationError(f"{target!r} (for column {header!r}) is not a contact field or a custom field", "map")
+        raise ValidationError("{target!r} (for column {column!r}) is not a contact field or a custom field", "map",
+                          target=target, column=header)
     existing = custom.get(header_key(header)) or labels.get(header_key(header))
     if existing is not None:
         return Column(index, header, "field", existing.key)
@@ -123,6 +125,6 @@ def parse_map_option(items: list[str]) -> dict[str, str]:
     for item in items:
         header, sep, target = item.partition("=")
         if not sep or not header.strip() or not target.strip():
-            raise ValidationError(f"{item!r} is not COLUMN=FIELD", "map")
+            raise ValidationError("{item!r} is not COLUMN=FIELD", "map", item=item)
         mapping[header.strip()] = target.strip()
     return mapping

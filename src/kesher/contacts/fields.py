@@ -25,16 +25,16 @@ def create_field(
     if not FIELD_KEY.match(key):
         raise ValidationError("must start with a letter and hold only a-z, 0-9 and _ (64 at most)", "key")
     if key in BUILTIN_FIELDS:
-        raise ValidationError(f"{key!r} is a built-in field", "key")
+        raise ValidationError("{key!r} is a built-in field", "key", key=key)
     if type not in FIELD_TYPES:
-        raise ValidationError(f"must be one of {', '.join(FIELD_TYPES)}", "type")
+        raise ValidationError("must be one of {choices}", "type", choices=", ".join(FIELD_TYPES))
     if not label.strip():
         raise ValidationError("must not be empty", "label")
     choices = [c.strip() for c in (choices or []) if c.strip()]
     if type == "choice" and not choices:
         raise ValidationError("a choice field needs at least one choice", "choices")
     if session.scalar(select(CustomField.id).where(CustomField.workspace_id == workspace_id, CustomField.key == key)):
-        raise Conflict(f"a field {key!r} exists", "key")
+        raise Conflict("a field {key!r} exists", "key", key=key)
     field = CustomField(workspace_id=workspace_id, key=key, label=label.strip(), type=type, choices=choices)
     session.add(field)
     session.flush()
@@ -53,7 +53,7 @@ def fields_by_key(session: Session, workspace_id: int) -> dict[str, CustomField]
 def get_field(session: Session, workspace_id: int, field_id: int) -> CustomField:
     field = session.scalar(select(CustomField).where(CustomField.workspace_id == workspace_id, CustomField.id == field_id))
     if field is None:
-        raise NotFound(f"no custom field {field_id}", "id")
+        raise NotFound("no custom field {id}", "id", id=field_id)
     return field
 
 

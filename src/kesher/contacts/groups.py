@@ -35,22 +35,28 @@ def _clean_name(kind: str, name: str) -> str:
     if not name:
         raise ValidationError("must not be empty", "name")
     if len(name) > NAME_LIMIT[kind]:
-        raise ValidationError(f"is longer than {NAME_LIMIT[kind]} characters", "name")
+        raise ValidationError("is longer than {limit:,} characters", "name", limit=NAME_LIMIT[kind])
     return name
 
 
 def _clean_description(description: str) -> str:
     description = description.strip()
     if len(description) > DESCRIPTION_LIMIT:
-        raise ValidationError(f"is longer than {DESCRIPTION_LIMIT} characters", "description")
+        raise ValidationError("is longer than {limit} characters", "description", limit=DESCRIPTION_LIMIT)
     return description
+
+
+def _taken(kind: str, name: str) -> Conflict:
+    if kind == "list":
+        return Conflict("a list named {name!r} exists", "name", name=name)
+    return Conflict("a tag named {name!r} exists", "name", name=name)
 
 
 def create(session: Session, workspace_id: int, kind: str, name: str, *, description: str = "", actor: str = "system") -> Any:
     model = KINDS[kind][0]
     name = _clean_name(kind, name)
     if session.scalar(select(model.id).where(model.workspace_id == workspace_id, model.name == name)) is not None:
-        raise Conflict(f"a {kind} named {name!r} exists", "name")
+        raise _taken(kind, name)
     group = model(workspace_id=workspace_id, name=name)
     if kind == "list":
         group.description = _clean_description(description)
@@ -71,7 +77,9 @@ def get(session: Session, workspace_id: int, kind: str, group_id: int) -> Any:
     model = KINDS[kind][0]
     group = session.scalar(select(model).where(model.workspace_id == workspace_id, model.id == group_id))
     if group is None:
-        raise NotFound(f"no {kind} {group_id}", "id")
+        if kind == "list":
+            raise NotFound("no list {id}", "id", id=group_id)
+        raise NotFound("no tag {id}", "id", id=group_id)
     return group
 
 
@@ -81,7 +89,7 @@ def rename(session: Session, workspace_id: int, kind: str, group_id: int, name: 
     name = _clean_name(kind, name)
     clash = session.scalar(select(model.id).where(model.workspace_id == workspace_id, model.name == name, model.id != group_id))
     if clash is not None:
-        raise Conflict(f"a {kind} named {name!r} exists", "name")
+        raise _taken(kind, name)
     if name != group.name:
         refuse_if_segments_use(session, workspace_id, kind, None, group.name)
     audit(session, workspace_id, actor, f"{kind}.renamed", kind, group.id, {"name": [group.name, name]})
@@ -168,7 +176,7 @@ def add_contacts(
     valid = list(session.scalars(select(Contact.id).where(Contact.workspace_id == workspace_id, Contact.id.in_(ids))))
     if len(valid) != len(ids):
         missing = sorted(set(ids) - set(valid))[:5]
-        raise NotFound(f"no contacts {missing} in this workspace", "contact_ids")
+        raise NotFound("no contacts {ids} in this workspace", "contact_ids", ids=str(missing))
     now = utcnow()
     insert_ignore(session, member.__table__,
                   [{key: group_id, "contact_id": cid, "workspace_id": workspace_id, "added_at": now} for cid in valid],

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from sqlalchemy import event, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -33,6 +33,7 @@ from kesher.db.upsert import refresh_statistics
 from kesher.errors import KesherError, NotFound, ValidationError
 
 STALE = timedelta(seconds=90)
+STORED_VALUE = 200  # characters of a value an import error quotes
 # Bigger batches spread each transaction's fixed costs thinner; on SQLite, whose pages live in
 # the importing process, 5,000 rows would take that process over 300 MB.
 BATCH_SIZE = {"postgresql": 5000, "sqlite": 2000}
@@ -95,7 +96,7 @@ def create_import(
 def get_import(session: Session, workspace_id: int, import_id: int) -> ImportJob:
     job = session.scalar(select(ImportJob).where(ImportJob.workspace_id == workspace_id, ImportJob.id == import_id))
     if job is None:
-        raise NotFound(f"no import {import_id}", "id")
+        raise NotFound("no import {id}", "id", id=import_id)
     return job
 
 
@@ -158,21 +159,21 @@ def run_import(db: Database, import_id: int, *, batch_size: int | None = None,
     try:
         _run(db, import_id, batch_size or get_settings().import_batch_size or BATCH_SIZE[db.dialect], progress)
     except KesherError as exc:
-        _finish(db, import_id, "failed", exc.message)
+        _finish(db, import_id, "failed", exc.template, exc.params)
     except Exception as exc:
-        _finish(db, import_id, "failed", f"the import stopped: {exc}")
+        _finish(db, import_id, "failed", "the import stopped: {reason}", {"reason": str(exc)[:500]})
         raise
     with db.session() as session:
         return session.get_one(ImportJob, import_id)
 
 
-def _finish(db: Database, import_id: int, status: str, message: str) -> None:
+def _finish(db: Database, import_id: int, status: str, message: str, params: dict[str, Any] | None = None) -> None:
     with db.session() as session:
         job = session.get_one(ImportJob, import_id)
-        job.status, job.message, job.finished_at = status, message, utcnow()
+        job.status, job.message, job.params, job.finished_at = status, message, params or None, utcnow()
         audit(session, job.workspace_id, job.options.get("actor", "system"), f"import.{status}", "import", job.id,
               {"created": job.created, "updated": job.updated, "skipped": job.skipped, "failed": job.failed,
-               "message": message})
+               "message": job.text("en")})
 
 
 def _run(db: Database, import_id: int, batch_size: int, progress: Progress | None) -> None:
@@ -204,9 +205,21 @@ def _run(db: Database, import_id: int, batch_size: int, progress: Progress | Non
                     analyzed_at = job.created
             if progress:
                 progress(job)
-    parts = f"{job.created:,} created, {job.updated:,} updated, {job.skipped:,} skipped, {job.failed:,} failed"
-    _finish(db, import_id, "done", parts)
+    counts = {"created": f"{job.created:,}", "updated": f"{job.updated:,}", "skipped": f"{job.skipped:,}",
+              "failed": f"{job.failed:,}"}
+    _finish(db, import_id, "done", "{created} created, {updated} updated, {skipped} skipped, {failed} failed", counts)
     _discard_upload(path)
+
+
+def _stored(params: dict[str, Any]) -> dict[str, Any] | None:
+    """An error's parameters as an import report keeps them: a long value (a 50,000-character cell) cut short."""
+    if not params:
+        return None
+    return {k: v if isinstance(v, int | float) or v is None else _cut(str(v)) for k, v in params.items()}
+
+
+def _cut(text: str) -> str:
+    return text[:STORED_VALUE] + "…" if len(text) > STORED_VALUE else text
 
 
 def _discard_upload(path: str) -> None:
@@ -250,7 +263,8 @@ def _record(session: Session, job: ImportJob, outcomes: list[Outcome], plan: Row
         else:
             job.failed += 1
             errors += [{"import_id": job.id, "workspace_id": job.workspace_id, "row": outcome.ref,
-                        "column": header_of.get(e.field or "", e.field or "")[:200], "message": e.message[:1000]}
+                        "column": header_of.get(e.field or "", e.field or "")[:200], "message": e.template[:1000],
+                        "params": _stored(e.params)}
                        for e in outcome.errors]
     if errors:
         session.execute(insert(ImportRowError.__table__), errors)

@@ -63,7 +63,8 @@ def coerce(field: Any, raw: Any) -> Any:
     if field.type == "text":
         text = reject_control(str(raw), name).strip()
         if len(text) > MAX_TEXT_VALUE:
-            raise ValidationError(f"is {len(text):,} characters long; at most {MAX_TEXT_VALUE:,} are allowed", name)
+            raise ValidationError("is {length:,} characters long; at most {limit:,} are allowed", name,
+                                  length=len(text), limit=MAX_TEXT_VALUE)
         return text
     if field.type == "number":
         if isinstance(raw, bool):
@@ -71,7 +72,7 @@ def coerce(field: Any, raw: Any) -> Any:
         try:
             return float(str(raw).replace(",", "").strip()) if not isinstance(raw, (int, float)) else float(raw)
         except ValueError:
-            raise ValidationError(f"{str(raw)[:40]!r} is not a number", name) from None
+            raise ValidationError("{value!r} is not a number", name, value=str(raw)[:40]) from None
     if field.type == "date":
         return parse_date(raw, name)
     if field.type == "boolean":
@@ -82,10 +83,11 @@ def coerce(field: Any, raw: Any) -> Any:
             return True
         if text in _FALSE:
             return False
-        raise ValidationError(f"{str(raw)[:40]!r} is not yes/no", name)
+        raise ValidationError("{value!r} is not yes/no", name, value=str(raw)[:40])
     text = str(raw).strip()
     if text not in field.choices:
-        raise ValidationError(f"{text[:40]!r} is not one of: {', '.join(field.choices)}", name)
+        raise ValidationError("{value!r} is not one of: {choices}", name, value=text[:40],
+                              choices=", ".join(field.choices))
     return text
 
 
@@ -118,13 +120,15 @@ def validate_contact(ref: int, data: dict[str, Any], known_fields: dict[str, Any
         try:
             typed[fld] = coerce(fld, raw)
         except ValidationError as exc:
-            errors.append(ValidationError(exc.message, f"fields.{key}"))
+            errors.append(exc.located(f"fields.{key}"))
     consent: dict[str, str] = {}
     for channel, status in (data.get("consent") or {}).items():
         if channel not in CHANNELS:
-            errors.append(ValidationError(f"must be one of {', '.join(CHANNELS)}", f"consent.{channel}"))
+            errors.append(ValidationError("must be one of {choices}", f"consent.{channel}",
+                                          choices=", ".join(CHANNELS)))
         elif status not in CONSENT_STATUSES:
-            errors.append(ValidationError(f"must be one of {', '.join(CONSENT_STATUSES)}", f"consent.{channel}"))
+            errors.append(ValidationError("must be one of {choices}", f"consent.{channel}",
+                                          choices=", ".join(CONSENT_STATUSES)))
         else:
             consent[channel] = status
     return ContactInput(ref, values, typed, consent, errors)

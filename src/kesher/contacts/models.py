@@ -168,11 +168,18 @@ class ImportJob(Base):
     updated: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[int] = mapped_column(Integer, default=0)
     failed: Mapped[int] = mapped_column(Integer, default=0)
-    message: Mapped[str] = mapped_column(Text, default="")
+    message: Mapped[str] = mapped_column(Text, default="")  # English, with {placeholders} filled from `params`
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSONData, nullable=True)
     total_rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    def text(self, language: str | None = None) -> str:
+        """How the import ended, in `language` (English: "en"), or in the current request's language."""
+        from kesher.web.i18n import translate
+
+        return translate(self.message, self.params, language)
 
 
 class ImportRowError(Base):
@@ -183,4 +190,11 @@ class ImportRowError(Base):
     workspace_id: Mapped[int] = _ws()
     row: Mapped[int] = mapped_column(Integer)
     column: Mapped[str] = mapped_column(String(200))
-    message: Mapped[str] = mapped_column(String(1000))
+    message: Mapped[str] = mapped_column(String(1000))  # English, with {placeholders} filled from `params`
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSONData, nullable=True)
+
+    def text(self, language: str | None = None) -> str:
+        """The reason in `language` (English: "en"), or in the current request's language."""
+        from kesher.web.i18n import translate
+
+        return translate(self.message, self.params, language)

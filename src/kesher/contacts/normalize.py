@@ -53,7 +53,8 @@ def clean_text(value: Any, field: str) -> str | None:
         return None
     limit = TEXT_LIMITS.get(field)
     if limit and len(text) > limit:
-        raise ValidationError(f"is {len(text):,} characters long; at most {limit} are allowed", field)
+        raise ValidationError("is {length:,} characters long; at most {limit:,} are allowed", field,
+                              length=len(text), limit=limit)
     return text
 
 
@@ -69,20 +70,21 @@ def normalize_email(value: Any) -> str | None:
         return None
     local, at, domain = text.rpartition("@")
     if not at or not local:
-        raise ValidationError(f"{text[:80]!r} is not an email address (no @)", "email")
+        raise ValidationError("{value!r} is not an email address (no @)", "email", value=text[:80])
     try:
         if any(ch in local for ch in '"<> ') or "@" in local:
             # Quoted local parts and display names take the library's full path.
             return validate_email(text, check_deliverability=False).normalized.lower()
         if len(local) > MAX_LOCAL:
-            raise ValidationError(f"{text[:80]!r} is not a valid email address: the part before @ is longer "
-                                  f"than {MAX_LOCAL} characters", "email")
+            raise ValidationError("{value!r} is not a valid email address: the part before @ is longer than {limit} "
+                                  "characters", "email", value=text[:80], limit=MAX_LOCAL)
         local = validate_email_local_part(local)["local_part"]
         address = f"{local}@{_domain(domain)}"
     except EmailNotValidError as exc:
-        raise ValidationError(f"{text[:80]!r} is not a valid email address: {exc}", "email") from None
+        raise ValidationError("{value!r} is not a valid email address: {reason}", "email", value=text[:80],
+                              reason=str(exc)) from None
     if len(address) > MAX_EMAIL:
-        raise ValidationError(f"is longer than {MAX_EMAIL} characters", "email")
+        raise ValidationError("is longer than {limit} characters", "email", limit=MAX_EMAIL)
     return address.lower()
 
 
@@ -100,9 +102,9 @@ def normalize_phone(value: Any, region: str = "IL") -> str | None:
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
-        raise ValidationError(f"{text[:40]!r} is not a phone number", "phone") from None
+        raise ValidationError("{value!r} is not a phone number", "phone", value=text[:40]) from None
     if not (_real_prefix(number) or phonenumbers.is_valid_number(number)):
-        raise ValidationError(f"{text[:40]!r} is not a valid phone number", "phone")
+        raise ValidationError("{value!r} is not a valid phone number", "phone", value=text[:40])
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -132,7 +134,8 @@ def normalize_gender(value: Any) -> str | None:
         return None
     gender = _GENDERS.get(text.lower())
     if gender is None:
-        raise ValidationError(f"{text[:40]!r} is not a gender; use female, male or other (נקבה, זכר, אחר)", "gender")
+        raise ValidationError("{value!r} is not a gender; use female, male or other (נקבה, זכר, אחר)", "gender",
+                              value=text[:40])
     return gender
 
 
@@ -157,13 +160,13 @@ def parse_date(value: Any, field: str) -> date | None:
             c += 2000 if c < 30 else 1900
         return date(c, b, a)
     except ValueError:
-        raise ValidationError(f"{text[:40]!r} is not a date; use YYYY-MM-DD or DD/MM/YYYY", field) from None
+        raise ValidationError("{value!r} is not a date; use YYYY-MM-DD or DD/MM/YYYY", field, value=text[:40]) from None
 
 
 def normalize_birthday(value: Any) -> date | None:
     birthday = parse_date(value, "birthday")
     if birthday is not None and not (date(1900, 1, 1) <= birthday <= date.today()):
-        raise ValidationError(f"{birthday.isoformat()} is not a plausible birthday", "birthday")
+        raise ValidationError("{value} is not a plausible birthday", "birthday", value=birthday.isoformat())
     return birthday
 
 
@@ -173,7 +176,7 @@ def normalize_language(value: Any) -> str | None:
         return None
     language = _LANGUAGES.get(text.lower())
     if language is None:
-        raise ValidationError(f"{text[:20]!r} is not a supported language; use he or en", "language")
+        raise ValidationError("{value!r} is not a supported language; use he or en", "language", value=text[:20])
     return language
 
 
@@ -182,7 +185,8 @@ def normalize_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(f"{value[:60]!r} is not a known time zone (e.g. Asia/Jerusalem)", "timezone") from None
+        raise ValidationError("{value!r} is not a known time zone (e.g. Asia/Jerusalem)", "timezone",
+                              value=value[:60]) from None
     return value
 
 

@@ -51,13 +51,15 @@ def prepare(plan: RowPlan, chunk: list[tuple[int, list[Any]]]) -> list[ContactIn
 
 def _item(plan: RowPlan, number: int, cells: list[Any]) -> ContactInput | None:
     if cells and isinstance(cells[0], RowProblem):
-        return ContactInput(number, {}, errors=[ValidationError(f"the row cannot be read: {cells[0].message}", "")])
+        return ContactInput(number, {}, errors=[ValidationError("the row cannot be read: {reason}", "",
+                                                                 reason=cells[0].message)])
     if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):
         return None
     data: dict[str, Any] = {"fields": {}, "consent": {}}
     errors: list[ValidationError] = []
     if any(c not in (None, "") for c in cells[plan.width:]):
-        errors.append(ValidationError(f"the row has {len(cells)} cells but the header has {plan.width}", ""))
+        errors.append(ValidationError("the row has {cells} cells but the header has {width}", "", cells=len(cells),
+                                      width=plan.width))
     for column in plan.columns:
         value = cells[column.index] if column.index < len(cells) else None
         if column.target == "field":
@@ -146,4 +148,4 @@ def _consent(value: Any, column: str) -> str | ValidationError | None:
         return "granted"
     if text in _NO:
         return "denied"
-    return ValidationError(f"{str(value)[:40]!r} is not yes/no (כן/לא)", column)
+    return ValidationError("{value!r} is not yes/no (כן/לא)", column, value=str(value)[:40])

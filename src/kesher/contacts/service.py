@@ -57,7 +57,7 @@ def save_contact(
 def get_contact(session: Session, workspace_id: int, contact_id: int) -> Contact:
     contact = session.scalar(select(Contact).where(Contact.workspace_id == workspace_id, Contact.id == contact_id))
     if contact is None:
-        raise NotFound(f"no contact {contact_id}", "id")
+        raise NotFound("no contact {id}", "id", id=contact_id)
     return contact
 
 
@@ -77,7 +77,7 @@ def update_contact(
         other = session.scalar(select(Contact.id).where(
             Contact.workspace_id == workspace_id, getattr(Contact, key) == value, Contact.id != contact.id))
         if other is not None:
-            raise Conflict(f"{value} belongs to another contact ({other})", key)
+            raise Conflict("{value} belongs to another contact ({other})", key, value=value, other=other)
     changes: dict[str, Any] = {}
     for key, value in item.values.items():
         if value is None and key in ("language", "timezone"):
@@ -158,9 +158,9 @@ def set_consent(
     before Kesher heard of it (a store reporting its checkout); by default, now.
     """
     if channel not in CHANNELS:
-        raise ValidationError(f"must be one of {', '.join(CHANNELS)}", "channel")
+        raise ValidationError("must be one of {choices}", "channel", choices=", ".join(CHANNELS))
     if status not in CONSENT_STATUSES:
-        raise ValidationError(f"must be one of {', '.join(CONSENT_STATUSES)}", "status")
+        raise ValidationError("must be one of {choices}", "status", choices=", ".join(CONSENT_STATUSES))
     get_contact(session, workspace_id, contact_id)
     consent = session.get(Consent, (contact_id, channel))
     before = consent.status if consent else None
@@ -255,7 +255,7 @@ def search(
 ) -> tuple[list[Contact], str | None]:
     """A page of contacts, newest first; the cursor fetches the next page (keyset, so page 10,000 is fast)."""
     if not 1 <= limit <= MAX_PAGE:
-        raise ValidationError(f"must be between 1 and {MAX_PAGE}", "limit")
+        raise ValidationError("must be between 1 and {most}", "limit", most=MAX_PAGE)
     stmt = filtered(workspace_id, flt)
     if cursor:
         stmt = stmt.where(Contact.id < decode_cursor(cursor))

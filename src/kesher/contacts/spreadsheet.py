@@ -89,8 +89,8 @@ def check_text(path: str | Path, fmt: FileFormat) -> int:
                 decoder.decode(chunk)
             except UnicodeDecodeError as exc:
                 raise ValidationError(
-                    f"the file is not valid {fmt.encoding} text (byte {offset + exc.start:,}); "
-                    "save it as 'CSV UTF-8' and try again", "file") from None
+                    "the file is not valid {encoding} text (byte {byte:,}); save it as 'CSV UTF-8' and try again",
+                    "file", encoding=fmt.encoding, byte=offset + exc.start) from None
             lines += chunk.count(b"\n")
             offset += len(chunk)
         decoder.decode(b"", final=True)
@@ -152,7 +152,7 @@ def _xlsx_rows(path: str | Path) -> Iterator[Iterator[tuple[int, list[Any]]]]:
         book = load_workbook(fh, read_only=True, data_only=False)
     except (BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
         fh.close()
-        raise ValidationError(f"this Excel file cannot be read ({exc})", "file") from None
+        raise ValidationError("this Excel file cannot be read ({reason})", "file", reason=str(exc)) from None
     try:
         sheet = book.worksheets[0]
         yield ((n, list(row)) for n, row in enumerate(sheet.iter_rows(values_only=True), start=1))

@@ -18,11 +18,11 @@ REASONS = ("manual", "unsubscribed", "hard_bounce", "soft_bounces", "complaint",
 
 def normalize_address(channel: str, address: str, region: str = "IL") -> str:
     if channel not in CHANNELS:
-        raise ValidationError(f"must be one of {', '.join(CHANNELS)}", "channel")
+        raise ValidationError("must be one of {choices}", "channel", choices=", ".join(CHANNELS))
     try:
         value = normalize_email(address) if channel == "email" else normalize_phone(address, region)
     except ValidationError as exc:
-        raise ValidationError(exc.message, "address") from None
+        raise exc.located("address") from None
     if value is None:
         raise ValidationError("must not be empty", "address")
     return value
@@ -33,7 +33,7 @@ def suppress(
     actor: str = "system", region: str = "IL",
 ) -> Suppression:
     if reason not in REASONS:
-        raise ValidationError(f"must be one of {', '.join(REASONS)}", "reason")
+        raise ValidationError("must be one of {choices}", "reason", choices=", ".join(REASONS))
     value = normalize_address(channel, address, region)
     insert_ignore(session, Suppression.__table__,
                   [{"workspace_id": workspace_id, "channel": channel, "address": value, "reason": reason, "note": note}],
@@ -67,7 +67,7 @@ def list_suppressions(
 def unsuppress(session: Session, workspace_id: int, suppression_id: int, *, actor: str = "system") -> None:
     row = session.scalar(select(Suppression).where(Suppression.workspace_id == workspace_id, Suppression.id == suppression_id))
     if row is None:
-        raise NotFound(f"no suppression {suppression_id}", "id")
+        raise NotFound("no suppression {id}", "id", id=suppression_id)
     audit(session, workspace_id, actor, "suppression.removed", "suppression", row.id, {"channel": row.channel})
     session.delete(row)
     session.flush()

@@ -115,7 +115,8 @@ def _find_existing(session: Session, workspace_id: int, groups: list[_Group]) ->
         hits = {found[k]["id"]: found[k] for k in keys if k in found}
         if len(hits) > 1:
             names = ", ".join(k for k, v in keys if (k, v) in found)
-            group.error = ValidationError(f"matches {len(hits)} different existing contacts (by {names})", keys[-1][0])
+            group.error = ValidationError("matches {count} different existing contacts (by {names})", keys[-1][0],
+                                          count=len(hits), names=names)
         elif hits:
             group.existing = next(iter(hits.values()))
             group.contact_id = group.existing["id"]

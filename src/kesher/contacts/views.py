@@ -255,7 +255,7 @@ def _wording(error: KesherError, data: dict[str, Any], fields: dict[str, CustomF
         by_type = {"number": _("Enter a number."), "date": _("Enter a date, like 31/12/1990."),
                    "boolean": _("Choose yes or no."), "choice": _("Choose one of the options."),
                    "text": _("This text is too long.")}
-        return by_type.get(field.type if field else "", error.message)
+        return by_type.get(field.type if field else "", error.text())
     by_field = {"email": _("Enter a valid email address, like dana@example.com."),
                 "phone": _("Enter a valid phone number, like 050-1234567."),
                 "birthday": _("Enter a real date of birth."),
@@ -265,7 +265,7 @@ def _wording(error: KesherError, data: dict[str, Any], fields: dict[str, CustomF
         return by_field[name]
     if name in TEXT_LIMITS:
         return _("This is too long: at most %(limit)s characters.") % {"limit": TEXT_LIMITS[name]}
-    return error.message
+    return error.text()
 
 
 def _history(ctx: UiContext, entries: list[AuditEntry], fields: list[CustomField]) -> list[dict[str, Any]]:
@@ -526,7 +526,7 @@ def start_import(
         session.rollback()
         if path:
             os.unlink(path)
-        return _new_import(request, ctx, session, exc.message, 422)
+        return _new_import(request, ctx, session, exc.text(), 422)
     return redirect(f"/imports/{job.id}")
 
 

@@ -235,7 +235,8 @@ def _contact(rng: random.Random, index: int, today: date, signup: dict[str, tupl
 def contacts(n: int, seed: int = 42, now: datetime | None = None) -> Iterator[dict[str, Any]]:
     """Stream `n` demo contacts; contact i is the same whatever `n` is, so a bigger run extends a smaller one."""
     if not 0 <= n <= MAX_CONTACTS:
-        raise ValidationError(f"must be between 0 and {MAX_CONTACTS:,} (the distinct mobile numbers available)", "n")
+        raise ValidationError("must be between 0 and {most:,} (the distinct mobile numbers available)", "n",
+                              most=MAX_CONTACTS)
     return _contact_stream(n, seed, _utc(now))
 
 
@@ -627,5 +628,6 @@ def _calibrate(n_contacts: int, n_events: int, world: _World) -> float:
     if abs(produced - target) <= 0.1 * target:
         return activity
     raise ValidationError(
-        f"{n_events:,} events for {n_contacts:,} contacts is out of reach: the closest this store gets is about "
-        f"{produced * n_contacts:,.0f}, as purchases and their carts alone take five or six per contact", "n_events")
+        "{events:,} events for {contacts:,} contacts is out of reach: the closest this store gets is about "
+        "{closest:,.0f}, as purchases and their carts alone take five or six per contact", "n_events",
+        events=n_events, contacts=n_contacts, closest=produced * n_contacts)

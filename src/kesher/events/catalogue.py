@@ -63,7 +63,7 @@ def _text(limit: int) -> Callable[[Any, str], str]:
         if not text:
             raise ValidationError("must not be empty", field)
         if len(text) > limit:
-            raise ValidationError(f"is longer than {limit} characters", field)
+            raise ValidationError("is longer than {limit} characters", field, limit=limit)
         return text
     return check
 
@@ -84,8 +84,9 @@ def _flag(nullable: bool) -> Callable[[Any, str], bool | None]:
         if value is None and nullable:
             return None
         if not isinstance(value, bool):
-            raise ValidationError("must be true or false" + (", or null to follow the category" if nullable else ""),
-                                  field)
+            if nullable:
+                raise ValidationError("must be true or false, or null to follow the category", field)
+            raise ValidationError("must be true or false", field)
         return value
     return check
 
@@ -94,16 +95,16 @@ def _days(value: Any, field: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_USAGE_DAYS:
-        raise ValidationError(f"must be a whole number of days from 1 to {MAX_USAGE_DAYS}", field)
+        raise ValidationError("must be a whole number of days from 1 to {high}", field, high=MAX_USAGE_DAYS)
     return value
 
 
-def _number(low: float, high: float, what: str) -> Callable[[Any, str], float | None]:
+def _number(low: float, high: float, wrong: ValidationError) -> Callable[[Any, str], float | None]:
     def check(value: Any, field: str) -> float | None:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-            raise ValidationError(f"must be {what}", field)
+            raise wrong.located(field)
         return float(value)
     return check
 
@@ -113,9 +114,9 @@ CATEGORY_FIELDS: dict[str, Callable[[Any, str], Any]] = {
 }
 PRODUCT_FIELDS: dict[str, Callable[[Any, str], Any]] = {
     "sku": _text(100), "name": _text(300), "category": _category_key,
-    "price": _number(0, MAX_PRICE, f"a price from 0 to {MAX_PRICE:,.0f}"),
+    "price": _number(0, MAX_PRICE, ValidationError("must be a price from 0 to {high:,.0f}", high=MAX_PRICE)),
     "consumable": _flag(True), "usage_days": _days, "technical": _flag(True),
-    "margin": _number(0, 1, "a fraction from 0 to 1 (0.3 is 30%)"),
+    "margin": _number(0, 1, ValidationError("must be a fraction from 0 to 1 (0.3 is 30%)")),
 }
 
 
@@ -145,7 +146,7 @@ def categories_by_key(session: Session, workspace_id: int) -> dict[str, Category
 def get_category(session: Session, workspace_id: int, category_id: int) -> Category:
     category = session.scalar(select(Category).where(Category.workspace_id == workspace_id, Category.id == category_id))
     if category is None:
-        raise NotFound(f"no category {category_id}", "id")
+        raise NotFound("no category {id}", "id", id=category_id)
     return category
 
 
@@ -184,7 +185,8 @@ def delete_category(session: Session, workspace_id: int, category_id: int, *, ac
     used = session.scalar(select(func.count(Product.id)).where(Product.workspace_id == workspace_id,
                                                                Product.category == category.key))
     if used:
-        raise Conflict(f"{used} products are in this category; move them to another category first", "products")
+        raise Conflict("{count} products are in this category; move them to another category first", "products",
+                       count=used)
     session.delete(category)
     audit(session, workspace_id, actor, "category.deleted", "category", category_id, {"key": category.key})
 
@@ -213,7 +215,7 @@ def products_per_category(session: Session, workspace_id: int) -> dict[str, int]
 def get_product(session: Session, workspace_id: int, product_id: int) -> Product:
     product = session.scalar(select(Product).where(Product.workspace_id == workspace_id, Product.id == product_id))
     if product is None:
-        raise NotFound(f"no product {product_id}", "id")
+        raise NotFound("no product {id}", "id", id=product_id)
     return product
 
 
@@ -358,7 +360,7 @@ def get_store(session: Session, workspace_id: int, store_id: int) -> StoreConnec
     store = session.scalar(select(StoreConnection).where(StoreConnection.workspace_id == workspace_id,
                                                          StoreConnection.id == store_id))
     if store is None:
-        raise NotFound(f"no store connection {store_id}", "id")
+        raise NotFound("no store connection {id}", "id", id=store_id)
     return store
 
 
@@ -366,7 +368,7 @@ def _secret(secret: str) -> str:
     secret = secret.strip()
     low, high = SECRET_LENGTH
     if not low <= len(secret) <= high:
-        raise ValidationError(f"must be {low} to {high} characters", "secret")
+        raise ValidationError("must be {low} to {high} characters", "secret", low=low, high=high)
     return secret
 
 
@@ -374,7 +376,7 @@ def create_store(session: Session, workspace_id: int, platform: str, name: str, 
                  actor: str = "system") -> StoreConnection:
     """Connect a store; its webhooks must be signed with `secret` (one is made when none is given)."""
     if platform not in PLATFORMS:
-        raise ValidationError(f"must be one of {', '.join(PLATFORMS)}", "platform")
+        raise ValidationError("must be one of {choices}", "platform", choices=", ".join(PLATFORMS))
     store = StoreConnection(workspace_id=workspace_id, platform=platform, name=_text(200)(name, "name"),
                             secret=_secret(secret if secret and secret.strip() else secrets.token_urlsafe(32)))
     session.add(store)
@@ -411,5 +413,5 @@ def store_for_webhook(session: Session, platform: str, store_id: int) -> StoreCo
     store = session.scalar(select(StoreConnection).where(StoreConnection.id == store_id,
                                                          StoreConnection.platform == platform))
     if store is None:
-        raise NotFound(f"no {platform} store connection {store_id}", "id")
+        raise NotFound("no {platform} store connection {id}", "id", platform=platform, id=store_id)
     return store

@@ -26,11 +26,11 @@ router = APIRouter(dependencies=[Depends(csrf_protect)], route_class=PageRoute, 
 
 
 def _wording(error: KesherError, kind: str) -> str:
-    """The problem in the reader's language; the service's own (English) words only when none fits."""
+    """The problem in the reader's language; the service's own words, translated, only when none fits."""
     if error.status == 409:
         return {"key": _("Another category has this key."), "sku": _("Another product has this SKU."),
                 "products": _("Products are in this category; move them to another category first.")
-                }.get(error.field or "", error.message)
+                }.get(error.field or "", error.text())
     by_field = {
         "key": _("A key holds only a-z, 0-9, _ and -, like vitamins."),
         "name": _("A name is required, at most %(limit)s characters.") % {"limit": NAME_LIMIT[kind]},
@@ -42,7 +42,7 @@ def _wording(error: KesherError, kind: str) -> str:
         "platform": _("Choose one of the options."),
         "secret": _("A secret is 8 to 200 characters."),
     }
-    return by_field.get(error.field or "", error.message)
+    return by_field.get(error.field or "", error.text())
 
 
 def _number(text: str, scale: float = 1) -> Any:

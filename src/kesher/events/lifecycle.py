@@ -117,7 +117,8 @@ def parse_thresholds(data: Any) -> Thresholds:
         t = Thresholds.model_validate(data)
     except PydanticError as exc:
         err = exc.errors()[0]
-        raise ValidationError(err["msg"], ".".join(["lifecycle", *(str(p) for p in err["loc"][:1])])) from None
+        raise ValidationError("is not valid: {detail}", ".".join(["lifecycle", *(str(p) for p in err["loc"][:1])]),
+                              detail=err["msg"]) from None
     rules = (
         (t.at_risk_no_open_days < t.dormant_no_open_days, "at_risk_no_open_days",
          "must be fewer than dormant_no_open_days: at risk comes before dormant"),
@@ -236,7 +237,7 @@ def contact_facts(session: Session, contact_id: int, t: Thresholds) -> ContactFa
     c, r, rc = CONTACTS.c, CONTACT_ROLLUPS.c, RECEIPTS.c
     created = session.scalar(select(c.created_at).where(c.id == contact_id))
     if created is None:
-        raise NotFound(f"no contact {contact_id}", "contact_id")
+        raise NotFound("no contact {id}", "contact_id", id=contact_id)
     columns = ("last_open_at", "last_click_at", "last_purchase_at", "first_purchase_at", "last_visit_at",
                "purchase_count")
     rollup = session.execute(select(*(r[name] for name in columns)).where(r.contact_id == contact_id)).first()

@@ -58,7 +58,7 @@ def find_events(session: Session, workspace_id: int, flt: EventFilter, *, cursor
     """A page of matching events, newest first by when they happened (not when they arrived), and the
     cursor of the next page (None on the last)."""
     if not 1 <= limit <= MAX_PAGE:
-        raise ValidationError(f"must be between 1 and {MAX_PAGE}", "limit")
+        raise ValidationError("must be between 1 and {most}", "limit", most=MAX_PAGE)
     for at, name in ((flt.since, "since"), (flt.until, "until")):
         if at is not None and at.utcoffset() is None:
             raise ValidationError("give a time zone, e.g. 2026-01-31T10:00:00+02:00 or ...Z", name)
@@ -67,7 +67,7 @@ def find_events(session: Session, workspace_id: int, flt: EventFilter, *, cursor
         try:
             get_contact(session, workspace_id, flt.contact_id)
         except NotFound as exc:  # another workspace's contact is missing here, never an empty page
-            raise NotFound(exc.message, "contact_id") from None
+            raise exc.located("contact_id") from None
         stmt = stmt.where(Event.contact_id == flt.contact_id)
     if flt.type:
         stmt = stmt.where(Event.type == flt.type)

@@ -57,8 +57,8 @@ class OriginNotAllowed(KesherError):
 def clean_origin(value: str, field: str) -> str:
     """`scheme://host[:port]`, as a browser writes it in `Origin`: lower case, no default port, no path."""
     text = value.strip()
-    wrong = ValidationError(f"{text[:100]!r} is not an origin; write scheme://host[:port], such as "
-                            "https://shop.example.co.il (no path)", field)
+    wrong = ValidationError("{value!r} is not an origin; write scheme://host[:port], such as "
+                            "https://shop.example.co.il (no path)", field, value=text[:100])
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -79,7 +79,8 @@ def clean_origin(value: str, field: str) -> str:
 
 def _origins(values: list[str]) -> list[str]:
     if len(values) > MAX_ORIGINS:
-        raise ValidationError(f"lists {len(values)} origins; at most {MAX_ORIGINS} are allowed", "allowed_origins")
+        raise ValidationError("lists {count} origins; at most {limit} are allowed", "allowed_origins",
+                              count=len(values), limit=MAX_ORIGINS)
     return list(dict.fromkeys(clean_origin(v, f"allowed_origins.{i}") for i, v in enumerate(values)))
 
 
@@ -88,7 +89,7 @@ def _name(name: str) -> str:
     if not name:
         raise ValidationError("must not be empty", "name")
     if len(name) > NAME_LIMIT:
-        raise ValidationError(f"is longer than {NAME_LIMIT} characters", "name")
+        raise ValidationError("is longer than {limit} characters", "name", limit=NAME_LIMIT)
     return name
 
 
@@ -112,7 +113,7 @@ def get_site(session: Session, workspace_id: int, site_id: int) -> TrackingSite:
     site = session.scalar(select(TrackingSite).where(TrackingSite.workspace_id == workspace_id,
                                                      TrackingSite.id == site_id))
     if site is None:
-        raise NotFound(f"no tracking site {site_id}", "id")
+        raise NotFound("no tracking site {id}", "id", id=site_id)
     return site
 
 
@@ -146,8 +147,9 @@ def site_for(session: Session, write_key: str, origin: str) -> TrackingSite:
     if site is None:
         raise AuthError("no tracking site has this write key; copy it from the site in Kesher", "key")
     if origin not in site.allowed_origins:
-        raise OriginNotAllowed(f"{origin or 'a request without Origin'} is not one of this site's allowed origins",
-                               "Origin")
+        if not origin:
+            raise OriginNotAllowed("a request without Origin is not one of this site's allowed origins", "Origin")
+        raise OriginNotAllowed("{origin} is not one of this site's allowed origins", "Origin", origin=origin)
     return site
 
 

@@ -348,7 +348,7 @@ def record_order(session: Session, store: StoreConnection, order: Order, region:
     result = ingest(session, session.get_one(Workspace, ws), events, source=platform, region=region)
     if result.errors:
         error = result.errors[0]
-        raise ValidationError(error.message, error.field)
+        raise ValidationError("the event was not recorded: {detail}", error.field, detail=error.message)
     return Delivery(outcome="recorded" if result.accepted else "duplicate")
 
 
@@ -389,8 +389,8 @@ def _receive(platform: Platform, store_id: int, request: Request, body: bytes, s
         remote = request.client.host if request.client else "unknown"
         log.warning("refused a %s webhook for store connection %s from %s: %s signature", platform.name, store.id,
                     remote, "no" if sent is None else "a wrong")
-        raise AuthError(f"the {platform.signature_header} header is missing or does not match this connection's "
-                        "secret", platform.signature_header)
+        raise AuthError("the {header} header is missing or does not match this connection's secret",
+                        platform.signature_header, header=platform.signature_header)
     store.last_received_at = utcnow()
     try:
         data = json.loads(body)

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from kesher.messages.render import Content, Rendered
 from kesher.messages.spam_words import ENGLISH, HEBREW
 from kesher.segments.service import N_
-from kesher.web.i18n import _, translations
+from kesher.web.i18n import translate
 
 Level = Literal["error", "warning", "advice"]
 SUBJECT_CHARACTERS = (25, 50)
@@ -52,8 +52,7 @@ class Finding:
 
     def text(self, language: str | None = None) -> str:
         """The message in `language`, or in the current request's language."""
-        translated = translations(language).gettext(self.message) if language else _(self.message)
-        return translated.format(**self.params)
+        return translate(self.message, self.params, language)
 
 
 def blocking(findings: Iterable[Finding]) -> list[Finding]:

@@ -74,7 +74,7 @@ def save_preferences(
     chosen = set(topics)
     unknown = chosen - {t.id for t in offered}
     if unknown:
-        raise ValidationError(f"lists {sorted(unknown)} are not topics of this workspace", "topics")
+        raise ValidationError("lists {ids} are not topics of this workspace", "topics", ids=sorted(unknown))
     row = session.get(ContactPreference, contact_id)
     if row is None:
         row = ContactPreference(contact_id=contact_id, workspace_id=workspace.id)
@@ -111,7 +111,8 @@ def record_message_event(session: Session, message: OutboxMessage, event_type: s
              "idempotency_key": idempotency_key}
     result = ingest(session, session.get_one(Workspace, message.workspace_id), [event], source="email")
     if result.errors:
-        raise ValidationError(result.errors[0].message, result.errors[0].field)
+        error = result.errors[0]
+        raise ValidationError("the event was not recorded: {detail}", error.field, detail=error.message)
 
 
 def unsubscribe(session: Session, message: OutboxMessage, detail: ContactDetail, *, source: str,

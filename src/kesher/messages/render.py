@@ -173,7 +173,7 @@ class Renderer:
         from kesher.messages.context import sample_context
 
         if content.language not in LANGUAGES:
-            raise ValidationError(f"must be one of {', '.join(LANGUAGES)}", "language")
+            raise ValidationError("must be one of {choices}", "language", choices=", ".join(LANGUAGES))
         self.content = content
         sample = {**sample_context(content.language), "subject": ""}
         sources: dict[str, str] = {}
@@ -235,9 +235,9 @@ class Renderer:
             else:
                 text = html_to_text(self._text_html.render(context)) + "\n" + self._footer.render(context)  # type: ignore[union-attr]
         except SecurityError as exc:
-            raise ValidationError(f"is refused by the template sandbox: {exc}", "html") from None
+            raise ValidationError("is refused by the template sandbox: {detail}", "html", detail=str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - the caller decides whether one contact may stop a send
-            raise ValidationError(f"could not be rendered for this contact: {exc}", "html") from None
+            raise ValidationError("could not be rendered for this contact: {detail}", "html", detail=str(exc)) from None
         skip = {context.get("preferences_url")} - {None, ""}
         html, rewritten = _rewrite_links(html, link, context.get("unsubscribe_url") or None, skip)
         if link is not None and rewritten:

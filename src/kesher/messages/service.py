@@ -32,7 +32,7 @@ def _name(value: Any, field: str) -> str:
         raise ValidationError("must not be empty", field)
     name = " ".join(value.split())
     if len(name) > NAME_LIMIT:
-        raise ValidationError(f"is longer than {NAME_LIMIT} characters", field)
+        raise ValidationError("is longer than {limit:,} characters", field, limit=NAME_LIMIT)
     return name
 
 
@@ -43,14 +43,14 @@ def _source(limit: int, nullable: bool = False) -> Callable[[Any, str], str | No
         if not isinstance(value, str):
             raise ValidationError("must be text", field)
         if len(value) > limit:
-            raise ValidationError(f"is longer than {limit:,} characters", field)
+            raise ValidationError("is longer than {limit:,} characters", field, limit=limit)
         return value
     return check
 
 
 def _language(value: Any, field: str) -> str:
     if value not in LANGUAGES:
-        raise ValidationError(f"must be one of {', '.join(LANGUAGES)}", field)
+        raise ValidationError("must be one of {choices}", field, choices=", ".join(LANGUAGES))
     return str(value)
 
 
@@ -80,7 +80,7 @@ def content_of(template: Template) -> Content:
 def _name_free(session: Session, workspace_id: int, name: str, template_id: int | None = None) -> None:
     taken = session.scalar(select(Template.id).where(Template.workspace_id == workspace_id, Template.name == name))
     if taken is not None and taken != template_id:
-        raise Conflict(f"a template named {name!r} exists", "name")
+        raise Conflict("a template named {name!r} exists", "name", name=name)
 
 
 def create_template(session: Session, workspace_id: int, data: Mapping[str, Any], *, actor: str = "system") -> Template:
@@ -108,7 +108,7 @@ def get_template(session: Session, workspace_id: int, template_id: int) -> Templ
     template = session.scalar(select(Template).where(Template.workspace_id == workspace_id,
                                                      Template.id == template_id))
     if template is None:
-        raise NotFound(f"no template {template_id}", "id")
+        raise NotFound("no template {id}", "id", id=template_id)
     return template
 
 
@@ -144,7 +144,7 @@ def _context(session: Session, workspace_id: int, language: str, contact_id: int
     if contact_id is not None:
         found = contexts(session, workspace_id, [contact_id], shop=shop_data(session, workspace_id))
         if contact_id not in found:
-            raise NotFound(f"no contact {contact_id}", "contact_id")
+            raise NotFound("no contact {id}", "contact_id", id=contact_id)
         context.update(found[contact_id])
     if sender is not None:
         context["sender"] = dict(sender)

@@ -157,7 +157,8 @@ def translate_merge_tags(source: str, field: str, fields: Mapping[str, str] | No
         elif header_key(name) in fields:
             expr = f"field_value({_literal(fields[header_key(name)])})"
         else:
-            raise ValidationError(f"unknown merge tag [[{name}]]: it names no contact field and no custom field", field)
+            raise ValidationError("unknown merge tag [[{name}]]: it names no contact field and no custom field", field,
+                                  name=name)
         fallback = match.group("fallback")
         return f"{{{{ {expr} | default({_literal(fallback.strip())}) }}}}" if fallback is not None else f"{{{{ {expr} }}}}"
 
@@ -170,8 +171,8 @@ def translate_merge_tags(source: str, field: str, fields: Mapping[str, str] | No
 def _refuse_unsafe(tree: nodes.Template, field: str) -> None:
     """Refuse what reaches inside Python objects, before the sandbox ever has to."""
     for other in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
-        raise ValidationError(f"line {other.lineno}: a template stands alone; it cannot include, import or "
-                              "extend another one", field)
+        raise ValidationError("line {line}: a template stands alone; it cannot include, import or extend another one",
+                              field, line=other.lineno)
     for node in tree.find_all((nodes.Name, nodes.Getattr, nodes.Getitem, nodes.Call, nodes.Filter, nodes.Test)):
         hidden: str | None = None
         if isinstance(node, nodes.Name):
@@ -185,12 +186,13 @@ def _refuse_unsafe(tree: nodes.Template, field: str) -> None:
             consts += [k.value for k in node.kwargs if isinstance(k.value, nodes.Const)]
             hidden = next((c.value for c in consts if isinstance(c.value, str) and c.value.startswith("_")), None)
         if hidden is not None and hidden.startswith("_"):
-            raise ValidationError(f"line {node.lineno}: {hidden!r} is not allowed; a template may not use names "
-                                  "that start with \"_\" (they reach inside Python objects)", field)
+            raise ValidationError("line {line}: {name!r} is not allowed; a template may not use names "
+                                  "that start with \"_\" (they reach inside Python objects)", field,
+                                  line=node.lineno, name=hidden)
         if (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr)
                 and node.node.attr in _CHANGES_DATA):
-            raise ValidationError(f"line {node.lineno}: .{node.node.attr}() is not allowed; a template may not "
-                                  "change the data it is given", field)
+            raise ValidationError("line {line}: .{name}() is not allowed; a template may not "
+                                  "change the data it is given", field, line=node.lineno, name=node.node.attr)
 
 
 def build(source: str, name: str, globals: Mapping[str, Any] | None = None) -> Template:
@@ -204,9 +206,9 @@ def trial_render(template: Template, field: str, context: Mapping[str, Any]) -> 
     try:
         template.render(context)
     except SecurityError as exc:
-        raise ValidationError(f"is refused by the template sandbox: {exc}", field) from None
+        raise ValidationError("is refused by the template sandbox: {detail}", field, detail=str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - any failure here would fail for real contacts too
-        raise ValidationError(f"fails when rendered for a sample contact: {exc}", field) from None
+        raise ValidationError("fails when rendered for a sample contact: {detail}", field, detail=str(exc)) from None
 
 
 def compile_template(source: str, field: str, *, fields: Mapping[str, str] | None = None,
@@ -225,7 +227,7 @@ def compile_template(source: str, field: str, *, fields: Mapping[str, str] | Non
         _refuse_unsafe(tree, field)
         code = ENV.compile(tree, name=field)
     except TemplateSyntaxError as exc:
-        raise ValidationError(f"line {exc.lineno}: {exc.message}", field) from None
+        raise ValidationError("line {line}: {detail}", field, line=exc.lineno, detail=exc.message) from None
     template = ENV.template_class.from_code(ENV, code, ENV.make_globals(None), None)
     trial_render(template, field, sample if sample is not None else sample_context())
     return template

@@ -59,7 +59,8 @@ def parse_policy(data: Any) -> Policy:
         return Policy.model_validate(data)
     except PydanticError as exc:
         err = exc.errors()[0]
-        raise ValidationError(err["msg"], ".".join(["policy", *(str(p) for p in err["loc"][:1])])) from None
+        raise ValidationError("is not valid: {detail}", ".".join(["policy", *(str(p) for p in err["loc"][:1])]),
+                              detail=err["msg"]) from None
 
 
 def set_policy(session: Session, workspace: Workspace, data: dict[str, Any]) -> Policy:

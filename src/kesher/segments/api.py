@@ -42,7 +42,7 @@ def _contact(session: Session, caller: ApiCaller, contact_id: int) -> None:
     try:
         contacts.get_contact(session, caller.workspace_id, contact_id)
     except NotFound as exc:
-        raise NotFound(exc.message, "contact_id") from None
+        raise exc.located("contact_id") from None
 
 
 # Segments ---------------------------------------------------------------------------------------

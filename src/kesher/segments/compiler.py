@@ -300,7 +300,7 @@ class Compiler:
         try:
             return self.leaf(rule, path)
         except _Bad as exc:
-            raise ValidationError(exc.message, f"rule: {path}{exc.where}") from None
+            raise ValidationError(exc.template, f"rule: {path}{exc.where}", **exc.params) from None
 
     def leaf(self, rule: Any, path: str) -> ColumnElement[bool]:
         method = {R.FieldLeaf: self.field_leaf, R.EventLeaf: self.event_leaf, R.StatLeaf: self.stat_leaf,
@@ -331,13 +331,14 @@ class Compiler:
             return self.compare(column, kind, leaf.op, leaf.value)
         custom = self.custom_fields().get(leaf.field)
         if custom is None:
-            raise _Bad(f"no field {leaf.field!r}: neither a contact field nor a custom field of this workspace", ".field")
+            raise _Bad("no field {name!r}: neither a contact field nor a custom field of this workspace", ".field",
+                       name=leaf.field)
         kind = {"choice": "text", "boolean": "boolean"}.get(custom.type, custom.type)
         column = FIELD_VALUES.c[{"text": "value_text", "number": "value_number", "date": "value_date",
                                  "boolean": "value_bool"}[kind]]
         positive, negate = NEGATIONS.get(leaf.op, leaf.op), leaf.op in NEGATIONS
         if positive not in OPS_BY_TYPE[kind] or positive in R.RANK:  # ranking is for stats (`compare` has no SQL for it)
-            raise _Bad(f"{leaf.op} does not apply to a {custom.type} field", ".op")
+            raise _Bad("{op} does not apply to a {type} field", ".op", op=leaf.op, type=custom.type)
         holders = (select(FIELD_VALUES.c.contact_id)
                    .where(FIELD_VALUES.c.field_id == custom.id, *self.scope.narrow(FIELD_VALUES.c.contact_id),
                           self.compare(column, kind, positive, leaf.value)))
@@ -346,10 +347,10 @@ class Compiler:
     def stat_leaf(self, leaf: R.StatLeaf) -> ColumnElement[bool]:
         stat = STATS.get(leaf.stat)
         if stat is None:
-            raise _Bad(f"no stat {leaf.stat!r}; stats are: {', '.join(STATS)}", ".stat")
+            raise _Bad("no stat {name!r}; stats are: {stats}", ".stat", name=leaf.stat, stats=", ".join(STATS))
         if leaf.op == "top_percent":
             if stat.type != "number":
-                raise _Bad(f"top_percent ranks numbers; {leaf.stat} is a {stat.type}", ".op")
+                raise _Bad("top_percent ranks numbers; {stat} is a {type}", ".op", stat=leaf.stat, type=stat.type)
             return self.top_percent(leaf.stat, stat, float(leaf.value))  # type: ignore[arg-type]
         value = leaf.value
         if stat.scale != 1 and value is not None:
@@ -407,9 +408,9 @@ class Compiler:
 
         segment = self.session.get(Segment, leaf.segment)
         if segment is None or segment.workspace_id != self.workspace.id:
-            raise _Bad(f"no segment {leaf.segment} in this workspace", ".segment")
+            raise _Bad("no segment {id} in this workspace", ".segment", id=leaf.segment)
         if segment.id in self.inside:
-            raise _Bad(f"segment {segment.id} refers back to itself", ".segment")
+            raise _Bad("segment {id} refers back to itself", ".segment", id=segment.id)
         self.inside.append(segment.id)
         try:
             return self.compile(R.parse_rule(segment.rule), f"(segment {segment.id})")
@@ -501,8 +502,8 @@ class Compiler:
         if line_amount is not None and prop in ITEM_PROPS and ITEM_PROPS[prop][1] == "number":
             return ITEMS.c[ITEM_PROPS[prop][0]]
         if line_amount is not None:
-            raise _Bad(f"cannot add up {prop!r} together with filters on purchase lines; sum total, price or quantity",
-                       ".sum.prop")
+            raise _Bad("cannot add up {prop!r} together with filters on purchase lines; sum total, price or quantity",
+                       ".sum.prop", prop=prop)
         return json_prop(EVENTS.c.properties, prop, "number")
 
     def property_filter(self, event_type: str, flt: R.PropFilter, where: str) -> ColumnElement[bool]:
@@ -547,14 +548,14 @@ class Compiler:
         try:
             return self.compare(column, kind, op, value)
         except _Bad as exc:
-            raise _Bad(exc.message, where + exc.where) from None
+            raise _Bad(exc.template, where + exc.where, **exc.params) from None
 
     def compare(self, column: Any, kind: str, op: str, value: Any) -> ColumnElement[bool]:
         """`column op value`, true or false and never NULL: a missing value matches only ne, not_in, is_not_set."""
         if op in NEGATIONS:
             return not_(self.compare(column, kind, NEGATIONS[op], value))
         if op not in OPS_BY_TYPE[kind]:
-            raise _Bad(f"{op} does not apply to a {kind} value", ".op")
+            raise _Bad("{op} does not apply to a {type} value", ".op", op=op, type=kind)
         present = column.is_not(None)
         if op == "is_set":
             return present
@@ -647,7 +648,8 @@ class Compiler:
         column = model.id if isinstance(ref, int) else model.name
         found = self.session.scalar(select(model.id).where(model.workspace_id == self.workspace.id, column == ref))
         if found is None:
-            raise _Bad(f"no {what} {ref!r} in this workspace", f".{what}")
+            missing = {"list": "no list {ref!r} in this workspace", "tag": "no tag {ref!r} in this workspace"}[what]
+            raise _Bad(missing, f".{what}", ref=ref)
         return int(found)
 
     def custom_fields(self) -> dict[str, CustomField]:
@@ -658,9 +660,12 @@ class Compiler:
 
 
 class _Bad(Exception):
-    def __init__(self, message: str, where: str = "") -> None:
-        super().__init__(message)
-        self.message, self.where = message, where
+    """A rule that does not compile: a text with `{placeholders}` filled from `params`, and where it went wrong."""
+
+    def __init__(self, message: str, where: str = "", /, **params: Any) -> None:
+        self.template, self.where, self.params = message, where, params
+        self.message = message.format(**params) if params else message
+        super().__init__(self.message)
 
 
 def _text(value: Any) -> Any:

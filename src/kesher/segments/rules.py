@@ -307,9 +307,9 @@ def parse_rule(data: Any, field: str = "rule") -> Rule:
         raise ValidationError(_message(err), f"{field}: {path}") from None
     depth, leaves = _size(rule)
     if depth > MAX_DEPTH:
-        raise ValidationError(f"nests deeper than {MAX_DEPTH} levels", f"{field}: $")
+        raise ValidationError("nests deeper than {limit} levels", f"{field}: $", limit=MAX_DEPTH)
     if leaves > MAX_LEAVES:
-        raise ValidationError(f"has more than {MAX_LEAVES} conditions", f"{field}: $")
+        raise ValidationError("has more than {limit} conditions", f"{field}: $", limit=MAX_LEAVES)
     return rule
 
 

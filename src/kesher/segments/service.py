@@ -95,7 +95,7 @@ PRESETS: dict[str, Preset] = {p.key: p for p in (
 def preset_rule(workspace: Workspace, key: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     preset = PRESETS.get(key)
     if preset is None:
-        raise NotFound(f"no preset {key!r}; presets are: {', '.join(PRESETS)}", "preset")
+        raise NotFound("no preset {key!r}; presets are: {presets}", "preset", key=key, presets=", ".join(PRESETS))
     return preset.rule(workspace, params or {})
 
 
@@ -108,11 +108,11 @@ def _clean(name: str | None, description: str | None) -> tuple[str | None, str |
         if not name:
             raise ValidationError("must not be empty", "name")
         if len(name) > NAME_LIMIT:
-            raise ValidationError(f"is longer than {NAME_LIMIT} characters", "name")
+            raise ValidationError("is longer than {limit} characters", "name", limit=NAME_LIMIT)
     if description is not None:
         description = description.strip()
         if len(description) > DESCRIPTION_LIMIT:
-            raise ValidationError(f"is longer than {DESCRIPTION_LIMIT} characters", "description")
+            raise ValidationError("is longer than {limit} characters", "description", limit=DESCRIPTION_LIMIT)
     return name, description
 
 
@@ -129,7 +129,7 @@ def checked_rule(session: Session, workspace: Workspace, rule: Any, segment_id: 
 def _name_free(session: Session, workspace_id: int, name: str, segment_id: int | None = None) -> None:
     taken = session.scalar(select(Segment.id).where(Segment.workspace_id == workspace_id, Segment.name == name))
     if taken is not None and taken != segment_id:
-        raise Conflict(f"a segment named {name!r} exists", "name")
+        raise Conflict("a segment named {name!r} exists", "name", name=name)
 
 
 def _changed(workspace: Workspace) -> None:
@@ -168,7 +168,7 @@ def create_from_preset(session: Session, workspace: Workspace, key: str, *, name
 def get_segment(session: Session, workspace_id: int, segment_id: int) -> Segment:
     segment = session.scalar(select(Segment).where(Segment.workspace_id == workspace_id, Segment.id == segment_id))
     if segment is None:
-        raise NotFound(f"no segment {segment_id}", "id")
+        raise NotFound("no segment {id}", "id", id=segment_id)
     return segment
 
 
@@ -207,7 +207,7 @@ def delete_segment(session: Session, workspace_id: int, segment_id: int, *, acto
              if s.id != segment.id and any(isinstance(node, R.SegmentLeaf) and node.segment == segment.id
                                            for _, node in R.walk(R.parse_rule(s.rule)))]
     if users:
-        raise Conflict(f"segment {', '.join(users)} uses this segment; change it first", "id")
+        raise Conflict("segment {names} uses this segment; change it first", "id", names=", ".join(users))
     session.delete(segment)
     _changed(session.get_one(Workspace, workspace_id))
     session.flush()
@@ -232,9 +232,13 @@ def segments_using(session: Session, workspace_id: int, kind: str, ref_id: int |
 def refuse_if_used(session: Session, workspace_id: int, kind: str, ref_id: int | None, name: str) -> None:
     users = segments_using(session, workspace_id, kind, ref_id, name)
     if users:
+        names = ", ".join(users)
         if ref_id is None:
-            raise Conflict(f"segment {', '.join(users)} names this {kind}; change the segment first", "name")
-        raise Conflict(f"used by segment {', '.join(users)}; change the segment first", "id")
+            renamed = {"list": "segment {names} names this list; change the segment first",
+                       "tag": "segment {names} names this tag; change the segment first",
+                       "field": "segment {names} names this field; change the segment first"}[kind]
+            raise Conflict(renamed, "name", names=names)
+        raise Conflict("used by segment {names}; change the segment first", "id", names=names)
 
 
 def segments_of_contact(session: Session, workspace_id: int, contact_id: int) -> list[tuple[Segment, Any]]:

@@ -287,7 +287,7 @@ def delete_segment(
     except Conflict as exc:
         session.rollback()
         message = _("Another segment uses this one, so it cannot be deleted; change that segment first.")
-        return _index(request, ctx, session, f"{message} ({exc.message})", exc.status)
+        return _index(request, ctx, session, f"{message} ({exc.text()})", exc.status)
     return redirect("/segments")
 
 

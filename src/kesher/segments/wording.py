@@ -292,7 +292,7 @@ def rule_problem(error: ValidationError) -> RuleProblem:
     elif tail == "$" and ("deeper" in text or "more than" in text):
         message = _("The rule is too large: at most 100 conditions, 12 levels deep.")
     else:
-        message = by_tail.get(tail, text)
+        message = by_tail.get(tail, error.text())
     return RuleProblem(path, message)
 
 

@@ -11,6 +11,7 @@ from contextvars import ContextVar
 from functools import lru_cache
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -37,6 +38,12 @@ def translations(language: str) -> gettext.NullTranslations:
 def _(message: str) -> str:
     """The message in the current request's language."""
     return translations(current_language.get()).gettext(message)
+
+
+def translate(template: str, params: dict[str, Any] | None = None, language: str | None = None) -> str:
+    """An English text with `{placeholders}` in `language` (else the current request's), filled from `params`."""
+    text = translations(language or current_language.get()).gettext(template)
+    return text.format(**params) if params else text
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:
