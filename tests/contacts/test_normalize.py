@@ -44,6 +44,20 @@ def test_bad_emails_are_refused(raw):
     assert err.value.field == "email"
 
 
+def test_an_email_error_says_why_in_hebrew_too() -> None:
+    """email-validator speaks English only: its common reasons become Kesher's own, which the catalogue translates."""
+    with pytest.raises(ValidationError) as caught:
+        normalize_email("yossi@example")
+    assert caught.value.message == "'yossi@example' is not a valid email address: the part after @ needs a dot, " \
+                                   "as in example.com"
+    assert caught.value.text("he") == "'yossi@example' אינו כתובת אימייל תקינה: אחרי ה-@ צריכה להופיע נקודה, " \
+                                      "כמו ב-example.com"
+    for raw in ("a..b@x.com", "a@x.com.", ".a@x.com", "a@x_y.com", "a@-x.com"):
+        with pytest.raises(ValidationError) as caught:
+            normalize_email(raw)
+        assert caught.value.params.keys() == {"value"}, raw  # a reason of Kesher's own, not the library's text
+
+
 @pytest.mark.parametrize("raw, day", [
     ("12/03/1950", date(1950, 3, 12)), ("1.2.50", date(1950, 2, 1)), ("2026-11-23", date(2026, 11, 23)),
     ("1950/3/12", date(1950, 3, 12)), ("12/3/05", date(2005, 3, 12)),

@@ -64,6 +64,32 @@ def _domain(domain: str) -> str:
     return validate_email_domain_name(domain, test_environment=False, globally_deliverable=True)["domain"]
 
 
+# The commonest of email-validator's reasons, in words the catalogue translates (its own are English).
+_EMAIL_REASONS = (
+    ("The part after the @-sign is not valid. It should have a period.",
+     "{value!r} is not a valid email address: the part after @ needs a dot, as in example.com"),
+    ("An email address cannot have two periods in a row.",
+     "{value!r} is not a valid email address: it has two dots in a row"),
+    ("An email address cannot end with a period.", "{value!r} is not a valid email address: it ends with a dot"),
+    ("An email address cannot start with a period.", "{value!r} is not a valid email address: it starts with a dot"),
+    ("An email address cannot have a period immediately",
+     "{value!r} is not a valid email address: a dot stands right before or after the @"),
+    ("An email address cannot have a hyphen immediately after the @-sign",
+     "{value!r} is not a valid email address: the part after @ starts with a hyphen"),
+    ("The email address contains invalid characters before the @-sign",
+     "{value!r} is not a valid email address: the part before @ has characters an address cannot have"),
+    ("The part after the @-sign contains invalid characters",
+     "{value!r} is not a valid email address: the part after @ has characters a domain cannot have"),
+)
+
+
+def _email_error(value: str, reason: str) -> ValidationError:
+    for start, text in _EMAIL_REASONS:
+        if reason.startswith(start):
+            return ValidationError(text, "email", value=value)
+    return ValidationError("{value!r} is not a valid email address: {reason}", "email", value=value, reason=reason)
+
+
 def normalize_email(value: Any) -> str | None:
     text = clean_text(value, "email")
     if text is None:
@@ -81,8 +107,7 @@ def normalize_email(value: Any) -> str | None:
         local = validate_email_local_part(local)["local_part"]
         address = f"{local}@{_domain(domain)}"
     except EmailNotValidError as exc:
-        raise ValidationError("{value!r} is not a valid email address: {reason}", "email", value=text[:80],
-                              reason=str(exc)) from None
+        raise _email_error(text[:80], str(exc)) from None
     if len(address) > MAX_EMAIL:
         raise ValidationError("is longer than {limit} characters", "email", limit=MAX_EMAIL)
     return address.lower()
