@@ -151,7 +151,20 @@ class Suppression(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class ImportJob(Base):
+class _Worded:
+    """A stored message (`message`: English with {placeholders}, `params`) readable in either language."""
+
+    message: str
+    params: dict[str, Any] | None
+
+    def text(self, language: str | None = None) -> str:
+        """The message in `language` (English: "en"), or in the current request's language."""
+        from kesher.web.i18n import translate
+
+        return translate(self.message, self.params, language)
+
+
+class ImportJob(_Worded, Base):
     """A contact import; `rows_done` is committed with each batch so a restart resumes there."""
 
     __tablename__ = "imports"
@@ -175,14 +188,8 @@ class ImportJob(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
-    def text(self, language: str | None = None) -> str:
-        """How the import ended, in `language` (English: "en"), or in the current request's language."""
-        from kesher.web.i18n import translate
 
-        return translate(self.message, self.params, language)
-
-
-class ImportRowError(Base):
+class ImportRowError(_Worded, Base):
     __tablename__ = "import_errors"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -192,9 +199,3 @@ class ImportRowError(Base):
     column: Mapped[str] = mapped_column(String(200))
     message: Mapped[str] = mapped_column(String(1000))  # English, with {placeholders} filled from `params`
     params: Mapped[dict[str, Any] | None] = mapped_column(JSONData, nullable=True)
-
-    def text(self, language: str | None = None) -> str:
-        """The reason in `language` (English: "en"), or in the current request's language."""
-        from kesher.web.i18n import translate
-
-        return translate(self.message, self.params, language)
