@@ -54,3 +54,53 @@ def test_the_plan_setting_is_restored_after_a_copy(database, workspace):
     with database.session() as session:
         insert_with_ids(session, Contact.__table__, rows)
         assert session.scalar(text("SELECT current_setting('plan_cache_mode')")) == "force_custom_plan"
+
+
+def test_bulk_rows_are_stored_exactly_as_single_inserts_store_them(database):
+    """SQLite's bulk path converts values itself; what it stores must be what SQLAlchemy would store."""
+    from datetime import timedelta, timezone
+
+    from sqlalchemy import Float, insert
+
+    from kesher.db.base import UTCDateTime
+
+    table = Table(f"bulk_{uuid.uuid4().hex[:8]}", MetaData(), Column("n", Integer), Column("name", String(20)),
+                  Column("at", UTCDateTime), Column("price", Float), Column("data", JSONData))
+    table.create(database.engine)
+    israel = timezone(timedelta(hours=3))
+    rows = [{"n": i, "name": f"שם {i}" if i % 3 else None,
+             "at": (NOW + timedelta(seconds=i, microseconds=i)).astimezone(israel) if i % 4 else None,
+             "price": i / 3, "data": None if i % 5 == 0 else {"i": i, "x": [1.5, None, "א"]}}
+            for i in range(FEW_ROWS * 2)]
+    try:
+        with database.session() as session:
+            insert_new(session, table, rows)  # the bulk path
+            session.execute(insert(table), [{**r, "n": r["n"] + 1000} for r in rows])  # SQLAlchemy's own
+        with database.session() as session:
+            as_text = [tuple(str(v) for v in r) for r in session.execute(text(
+                f"SELECT n, name, at, price, data FROM {table.name} ORDER BY n")).all()]
+            typed = [dict(r._mapping) for r in session.execute(select(table).order_by(table.c.n))]
+        half = len(rows)
+        assert as_text[:half] == [(str(int(n) - 1000), *rest) for n, *rest in as_text[half:]]
+        assert typed[:half] == [{**r, "at": r["at"] and r["at"].astimezone(israel)} for r in typed[:half]]
+        assert [r["at"] for r in typed[:half]] == [r["at"] for r in rows]
+        assert [r["data"] for r in typed[:half]] == [r["data"] for r in rows]
+    finally:
+        table.drop(database.engine)
+
+
+def test_a_column_left_to_its_default_gets_it_in_bulk(database):
+    from kesher.db.base import UTCDateTime
+
+    table = Table(f"bulk_{uuid.uuid4().hex[:8]}", MetaData(), Column("n", Integer),
+                  Column("at", UTCDateTime, default=utcnow), Column("source", String(10), default="api"))
+    table.create(database.engine)
+    try:
+        with database.session() as session:
+            insert_new(session, table, [{"n": i} for i in range(FEW_ROWS * 2)])
+        with database.session() as session:
+            stored = session.execute(select(table.c.at, table.c.source)).all()
+        assert len(stored) == FEW_ROWS * 2
+        assert all(at is not None and at >= NOW and source == "api" for at, source in stored)
+    finally:
+        table.drop(database.engine)
