@@ -222,13 +222,14 @@ class Pass:
     def _commit(self, p: _Prepared) -> Any:
         async def commit(ids: list[int]) -> set[int]:
             now = utcnow()
-            with self._turn(), self.db.session() as session:
-                status = throttle.lock(session, self.campaign_id)
+            # Once per wave of a few messages: Core on a connection, without a Session's bookkeeping.
+            with self._turn(), self.db.engine.begin() as connection:
+                status = throttle.lock(connection, self.campaign_id)
                 if status != "sending":
                     return set()
-                room = throttle.room(session, self.campaign_id, p.limits, now)
+                room = throttle.room(connection, self.campaign_id, p.limits, now)
                 allowed = ids if room.messages is None else ids[:room.messages]
-                recorded = outbox.mark_sent(session, allowed, self.token, now, p.domain)
+                recorded = outbox.mark_sent(connection, allowed, self.token, now, p.domain)
             self.recorded |= recorded
             return recorded
         return commit

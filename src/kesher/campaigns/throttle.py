@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from kesher.campaigns.models import Campaign
@@ -43,7 +43,7 @@ def windows(campaign: Campaign) -> list[Window]:
     return found
 
 
-def room(session: Session, campaign_id: int, limits: list[Window], now: datetime) -> Room:
+def room(session: Session | Connection, campaign_id: int, limits: list[Window], now: datetime) -> Room:
     """How many more messages the campaign may record as sent at `now` under `limits` (its `windows`)."""
     left: int | None = None
     free_at: datetime | None = None
@@ -57,6 +57,9 @@ def room(session: Session, campaign_id: int, limits: list[Window], now: datetime
     return Room(left, free_at if left == 0 else None)
 
 
-def lock(session: Session, campaign_id: int) -> str | None:
+_LOCK = select(Campaign.status).where(Campaign.id == bindparam("campaign_id")).with_for_update()
+
+
+def lock(session: Session | Connection, campaign_id: int) -> str | None:
     """Lock the campaign's row until the transaction ends (PostgreSQL); returns its status now."""
-    return session.scalar(select(Campaign.status).where(Campaign.id == campaign_id).with_for_update())
+    return session.scalar(_LOCK, {"campaign_id": campaign_id})

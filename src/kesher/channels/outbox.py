@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, String, and_, false, func, literal, select, update
+from sqlalchemy import Connection, Select, String, and_, bindparam, false, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from kesher.channels.models import OutboxMessage
@@ -84,15 +84,23 @@ def message_id(outbox_id: int, domain: str) -> str:
     return f"<kesher.{outbox_id}@{domain}>"
 
 
-def mark_sent(session: Session, ids: Sequence[int], token: str, now: datetime, domain: str) -> set[int]:
+# Built once: a statement built anew costs more than SQLite takes to run it, and this one runs once
+# for every few messages sent (each wave of the SMTP pool).
+_MARK_SENT = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)), OUTBOX.c.claim_token == bindparam("token"),
+           OUTBOX.c.status == "sending")
+    .values(status="sent", sent_at=bindparam("now"), claim_token=None, claimed_until=None, error="",
+            message_id=literal("<kesher.") + func.cast(OUTBOX.c.id, String) + bindparam("domain_end"))
+    .returning(OUTBOX.c.id))
+
+
+def mark_sent(session: Session | Connection, ids: Sequence[int], token: str, now: datetime, domain: str) -> set[int]:
     """Record these messages as sent, those still claimed by `token`; returns the ids recorded."""
     if not ids:
         return set()
-    mid = literal("<kesher.") + func.cast(OUTBOX.c.id, String) + literal(f"@{domain}>")
-    return set(session.scalars(update(OUTBOX).where(_mine(ids, token))
-                               .values(status="sent", sent_at=now, claim_token=None, claimed_until=None, error="",
-                                       message_id=mid)
-                               .returning(OUTBOX.c.id)))
+    return set(session.scalars(_MARK_SENT, {"ids": list(ids), "token": token, "now": now,
+                                            "domain_end": f"@{domain}>"}))
 
 
 def release(session: Session, ids: Sequence[int], token: str, not_before: datetime) -> None:
@@ -180,7 +188,7 @@ def live_claimers(session: Session, campaign_id: int, now: datetime) -> int:
         OUTBOX.c.campaign_id == campaign_id, OUTBOX.c.status == "sending", OUTBOX.c.claimed_until >= now)) or 0)
 
 
-def sent_since(session: Session, campaign_id: int, since: datetime) -> tuple[int, datetime | None]:
+def sent_since(session: Session | Connection, campaign_id: int, since: datetime) -> tuple[int, datetime | None]:
     """How many of the campaign's messages were sent after `since`, and the earliest of them."""
     n, first = session.execute(select(func.count(), func.min(OUTBOX.c.sent_at)).where(
         OUTBOX.c.campaign_id == campaign_id, OUTBOX.c.status == "sent", OUTBOX.c.sent_at > since)).one()
