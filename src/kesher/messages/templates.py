@@ -198,7 +198,13 @@ def _refuse_unsafe(tree: nodes.Template, field: str) -> None:
 def build(source: str, name: str, globals: Mapping[str, Any] | None = None) -> Template:
     """Compile Jinja source already translated and checked; `name` chooses autoescaping (HTML_PARTS)."""
     code = ENV.compile(source, name=name)
-    return ENV.template_class.from_code(ENV, code, ENV.make_globals(globals), None)
+    return ENV.template_class.from_code(ENV, code, _globals(globals), None)
+
+
+def _globals(extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    # A template's globals flattened into one dict once: Jinja copies them into every render's context,
+    # and copying its default (a ChainMap over the environment's globals) cost a tenth of a render.
+    return dict(ENV.make_globals(extra))
 
 
 def trial_render(template: Template, field: str, context: Mapping[str, Any]) -> None:
@@ -228,6 +234,6 @@ def compile_template(source: str, field: str, *, fields: Mapping[str, str] | Non
         code = ENV.compile(tree, name=field)
     except TemplateSyntaxError as exc:
         raise ValidationError("line {line}: {detail}", field, line=exc.lineno, detail=exc.message) from None
-    template = ENV.template_class.from_code(ENV, code, ENV.make_globals(None), None)
+    template = ENV.template_class.from_code(ENV, code, _globals(None), None)
     trial_render(template, field, sample if sample is not None else sample_context())
     return template
