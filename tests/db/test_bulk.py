@@ -6,7 +6,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, t
 
 from kesher.contacts.models import Contact
 from kesher.db.base import JSONData, utcnow
-from kesher.db.upsert import FEW_ROWS, insert_new, insert_with_ids
+from kesher.db.upsert import FEW_ROWS, insert_new, insert_with_ids, merge_rows
 
 NOW = utcnow()
 
@@ -102,5 +102,38 @@ def test_a_column_left_to_its_default_gets_it_in_bulk(database):
             stored = session.execute(select(table.c.at, table.c.source)).all()
         assert len(stored) == FEW_ROWS * 2
         assert all(at is not None and at >= NOW and source == "api" for at, source in stored)
+    finally:
+        table.drop(database.engine)
+
+
+def test_a_bulk_merge_gives_what_merging_row_by_row_gives(database):
+    """merge_rows of many rows (SQLite's direct path, PostgreSQL's arrays) against a few at a time."""
+    from datetime import timedelta
+
+    from kesher.db.base import UTCDateTime
+
+    table = Table(f"merge_{uuid.uuid4().hex[:8]}", MetaData(), Column("k", Integer, primary_key=True),
+                  Column("total", Integer), Column("latest", UTCDateTime))
+
+    def merge(new):
+        return {"total": table.c.total + new.total, "latest": func.max(table.c.latest, new.latest)
+                if database.dialect == "sqlite" else func.greatest(table.c.latest, new.latest)}
+
+    first = [{"k": i, "total": i, "latest": NOW + timedelta(seconds=i)} for i in range(FEW_ROWS * 3)]
+    second = [{"k": i, "total": 1, "latest": NOW + timedelta(seconds=30 - i)} for i in range(0, FEW_ROWS * 4, 2)]
+    table.create(database.engine)
+    try:
+        with database.session() as session:
+            for rows in (first, second):
+                merge_rows(session, table, rows, ["k"], merge)
+            bulk = session.execute(select(table).order_by(table.c.k)).all()
+            session.execute(table.delete())
+            for rows in (first, second):
+                for i in range(0, len(rows), FEW_ROWS // 2):
+                    merge_rows(session, table, rows[i:i + FEW_ROWS // 2], ["k"], merge)
+            few = session.execute(select(table).order_by(table.c.k)).all()
+        assert bulk == few
+        assert len(bulk) == len({row["k"] for row in first + second})
+        assert bulk[2] == (2, 3, NOW + timedelta(seconds=28))
     finally:
         table.drop(database.engine)

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 from kesher.db.base import UTCDateTime
 
@@ -74,11 +75,7 @@ def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -
     dialect = session.get_bind().dialect.name
     if len(rows) > FEW_ROWS:
         rows = _with_defaults(table, rows)
-    if len(rows) > FEW_ROWS and dialect == "sqlite" and (cells := _sqlite_cells(table, tuple(rows[0]))):
-        quote = session.get_bind().dialect.identifier_preparer.quote
-        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in rows[0])}) "
-               f"VALUES ({', '.join('?' * len(rows[0]))})")
-        session.connection().exec_driver_sql(sql, [cells(row) for row in rows])
+    if dialect == "sqlite" and _sqlite_many(session, table, insert(table), rows):
         return
     if dialect != "postgresql" or len(rows) <= FEW_ROWS:
         session.execute(insert(table), list(rows))
@@ -104,6 +101,21 @@ def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -
     except psycopg.errors.IntegrityError as exc:
         # The driver's own error, as SQLAlchemy reports one, so callers' conflict handling sees it.
         raise IntegrityError(sql, None, exc) from exc
+
+
+def _sqlite_many(session: Session, table: Table, stmt: Any, rows: Sequence[dict[str, Any]]) -> bool:
+    """Run the INSERT `stmt` for each of many rows straight through sqlite3; False (nothing done) for
+    a few rows, or when a value needs SQLAlchemy's own processing (see `_sqlite_cells`)."""
+    if len(rows) <= FEW_ROWS:
+        return False
+    compiled = stmt.compile(dialect=session.get_bind().dialect, column_keys=list(rows[0]), for_executemany=True)
+    names = tuple(compiled.positiontup or ())
+    if not set(names) <= rows[0].keys() or any(type(table.c[n].type) is NullType for n in names):
+        return False  # NullType: a foreign key's type, before its table was loaded
+    if (cells := _sqlite_cells(table, names)) is None:
+        return False
+    session.connection().exec_driver_sql(compiled.string, [cells(row) for row in rows])
+    return True
 
 
 def _with_defaults(table: Table, rows: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
@@ -221,7 +233,9 @@ def merge_rows(
         return
     if session.get_bind().dialect.name != "postgresql":
         stmt = dialect_insert(session, table)
-        session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=merge(stmt.excluded)), list(rows))
+        stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=merge(stmt.excluded))
+        if not _sqlite_many(session, table, stmt, rows):
+            session.execute(stmt, list(rows))
         return
     columns = list(rows[0])
     arrays = [bindparam(f"v_{c}", [row[c] for row in rows], type_=ARRAY(table.c[c].type)) for c in columns]
