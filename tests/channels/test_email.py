@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from kesher.channels.email import DkimKey, build_message
+from kesher.channels.smtp import DataReady, data_bytes
 
 SUBJECT = "מבצע סוף עונה – 20% הנחה על כל הוויטמינים, רק השבוע ורק לחברי המועדון"
 
@@ -111,3 +112,18 @@ def test_a_changed_header_or_body_breaks_the_signature(key):
                            dnsfunc=dns_with(key))
     head, body = raw.split(b"\r\n\r\n", 1)
     assert not dkim.verify(head + b"\r\n\r\n" + body.replace(b"--\r\n", b"--\r\nextra\r\n", 1), dnsfunc=dns_with(key))
+
+
+def test_a_built_message_is_already_in_data_form_and_is_not_scanned_again():
+    """The text part has a line starting with a dot: base64 hides it, so nothing needs stuffing."""
+    raw = build()
+    assert isinstance(raw, DataReady)
+    assert data_bytes(raw) is raw
+    assert data_bytes(bytes(raw)) == raw  # the full scan would change nothing
+
+
+def test_a_header_that_would_need_the_scan_keeps_it():
+    # Only an address that should never get this far could put a line break into a header.
+    raw = build(reply_to="help@teva.co.il\n.x")
+    assert not isinstance(raw, DataReady)
+    assert b"\r\n..x" in data_bytes(raw)

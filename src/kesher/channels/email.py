@@ -26,6 +26,8 @@ from email.utils import format_datetime, formataddr
 
 import dkim as dkimpy
 
+from kesher.channels.smtp import DataReady
+
 # The transport is channels/smtp.py; the campaigns import the email channel whole from here.
 
 CRLF = "\r\n"
@@ -157,4 +159,11 @@ def build_message(
             f"--{boundary}{CRLF}{_body_part('html', html)}"
             f"--{boundary}--{CRLF}")
     message = (head + CRLF + body).encode("ascii")
-    return sign(message, dkim) if dkim is not None else message
+    if dkim is not None:
+        return sign(message, dkim)
+    # Base64 lines and boundaries never start with a dot or hold a lone CR or LF; the header fields
+    # are checked here (a few hundred bytes), so the SMTP client need not scan the whole message.
+    lines = head.split(CRLF)
+    if any(line.startswith(".") or "\r" in line or "\n" in line for line in lines):
+        return message
+    return DataReady(message)

@@ -94,9 +94,16 @@ class Refused(Exception):
         return Outcome(message_id, "failed" if 500 <= self.code < 600 else "deferred", self.code, self.text)
 
 
+class DataReady(bytes):
+    """A message known to be in the form DATA carries (see `data_bytes`), so it is not scanned again:
+    `email.build_message` writes its messages so, and checking a 25 KB message took 60 us."""
+
+
 def data_bytes(message: bytes) -> bytes:
     """The message as DATA carries it: CRLF line ends, a dot doubled at the start of a line
     (RFC 5321 §4.5.2), ending in CRLF; without the terminating dot."""
+    if isinstance(message, DataReady):
+        return message
     data = message
     # Kesher builds messages with CRLF line ends and base64 bodies, where both rewrites find nothing:
     # looking in C first spares two regular-expression passes over every message.
