@@ -77,6 +77,15 @@ def test_hebrew_subject_names_and_bodies_survive_the_round_trip():
     assert b"=?utf-8?b?" in build().split(b"\r\n\r\n")[0]
 
 
+@pytest.mark.parametrize("size", [1, 57, 20_000, 400_000])
+def test_bodies_of_any_length_come_back_whole_in_lines_of_76(size):
+    html = ("<p>" + "א" * size + "</p>")[:size] or "x"
+    raw = build(html=html)
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    assert max(len(line) for line in body.split(b"\r\n")) <= 76
+    assert parse(raw).get_body(("html",)).get_content() == html + "\r\n"
+
+
 def test_no_https_address_means_no_one_click_header():
     message = parse(build(list_unsubscribe_url=None))
     assert message["List-Unsubscribe"] == "<mailto:unsubscribe+42@teva.co.il>"
