@@ -239,6 +239,9 @@ def a_contact(draw):
 
 THRESHOLD_CHOICES = [{}, lifecycle.DORMANT_PRESETS["lenient"],
                      {"dormant_no_click_campaigns": 1, "dormant_no_click_days": 45, "at_risk_interval_factor": 1.0},
+                     {"dormant_no_click_campaigns": 4},
+                     # More campaigns than the rollup's letters keep: read from the receipts themselves.
+                     {"dormant_no_click_campaigns": rollups.RECENT_CAMPAIGNS + 1},
                      {"new_days": 90, "loyal_purchases": 2, "at_risk_no_open_days": 45, "lost_days": 182,
                       "dormant_no_purchase_or_visit_days": 120}]
 
@@ -260,6 +263,7 @@ def test_sql_and_python_agree(database, people, choice):
                 s.add(CampaignReceipt(contact_id=cid, campaign_id=f"c{n}", workspace_id=ws.id, sent_at=sent,
                                       first_open_at=sent if opened else None, first_click_at=sent if clicked else None))
         s.flush()
+        rollups.refresh_recent_campaigns(s, ws.id, ids)  # as ingest keeps it whenever receipts change
         c, r = lifecycle.CONTACTS, lifecycle.CONTACT_ROLLUPS
         in_sql = dict(s.execute(select(c.c.id, lifecycle.stage_sql(t, NOW))
                                 .select_from(c.outerjoin(r, r.c.contact_id == c.c.id))

@@ -48,7 +48,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticError
-from sqlalchemy import (BigInteger, Float, Table, and_, case, cast, exists, extract, func, literal,
+from sqlalchemy import (BigInteger, Float, Table, and_, case, cast, extract, func, literal,
                         null, or_, select, update)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -61,7 +61,7 @@ from kesher.db import Database, utcnow
 from kesher.db.upsert import dialect_insert, insert_new, one_of
 from kesher.errors import NotFound, ValidationError
 from kesher.events.models import CampaignReceipt, ContactRollup, Event
-from kesher.events.rollups import CONTACT_KINDS, ZERO
+from kesher.events.rollups import CONTACT_KINDS, RECENT_CAMPAIGNS, ZERO
 
 log = logging.getLogger("kesher.lifecycle")
 
@@ -279,7 +279,7 @@ def _unclicked_of_last(n: int) -> ColumnElement[int]:
 
 def stage_sql(t: Thresholds, now: datetime) -> ColumnElement[str]:
     """The stage of each row of `contacts LEFT JOIN contact_rollups`, as one CASE; see `stage_of`."""
-    c, r, rc = CONTACTS.c, CONTACT_ROLLUPS.c, RECEIPTS.c
+    c, r = CONTACTS.c, CONTACT_ROLLUPS.c
 
     def cutoff(days: int) -> datetime:
         return now - timedelta(days=days)
@@ -291,13 +291,18 @@ def stage_sql(t: Thresholds, now: datetime) -> ColumnElement[str]:
         return or_(column.is_(None), column <= cutoff(days))
 
     purchases = func.coalesce(r.purchase_count, 0)
-    emailed = exists().where(rc.contact_id == c.id, rc.sent_at.is_not(None))
+    # The rollup's `recent_campaigns` letters (newest first; NULL before the first campaign) are kept
+    # from the receipts whenever they change: read instead of the receipts, for each contact.
+    recent = r.recent_campaigns
+    emailed = recent.is_not(None)
     lost = and_(c.created_at <= cutoff(t.lost_days),
                 *(none_since(column, t.lost_days) for column in
                   (r.last_open_at, r.last_click_at, r.last_purchase_at, r.last_visit_at)))
     n = t.dormant_no_click_campaigns
     email_idle = and_(
-        emailed if n is None else _unclicked_of_last(n) == n,
+        emailed if n is None else _unclicked_of_last(n) == n if n > RECENT_CAMPAIGNS else
+        and_(func.length(recent) >= n,
+             func.length(func.replace(func.replace(func.substr(recent, 1, n), "c", ""), "b", "")) == n),
         idle(r.last_open_at, t.dormant_no_open_days),
         *([] if t.dormant_no_click_days is None else [idle(r.last_click_at, t.dormant_no_click_days)]))
     shop_days = t.dormant_no_purchase_or_visit_days
