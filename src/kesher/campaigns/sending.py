@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-
 from kesher.accounts.models import Workspace
 from kesher.campaigns import service, throttle
 from kesher.campaigns.models import Campaign
@@ -28,7 +26,6 @@ from kesher.channels import bounces, outbox, senders
 from kesher.channels.email import DkimKey, build_message
 from kesher.channels.smtp import Outcome, Outgoing, SmtpPool
 from kesher.config import Settings
-from kesher.contacts.models import Contact
 from kesher.db import Database
 from kesher.db.base import utcnow
 from kesher.events.ingest import ingest
@@ -206,9 +203,7 @@ class Pass:
         if allowed_at > now:
             outbox.release(session, [m.id for m in claimed], self.token, allowed_at)
             return []
-        ids = [m.contact_id for m in claimed]
-        reachable = set(session.scalars(select(Contact.id).where(
-            Contact.id.in_(ids), *gate.reachable(p.workspace.id, p.campaign.channel))))
+        reachable = gate.reachable_among(session, p.workspace.id, p.campaign.channel, [m.contact_id for m in claimed])
         gone = [m.id for m in claimed if m.contact_id not in reachable]
         if gone:
             self.report.skipped += len(outbox.finish(session, gone, self.token, "skipped",

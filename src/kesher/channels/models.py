@@ -42,8 +42,9 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         UniqueConstraint("workspace_id", "key"),
+        # Every query names a campaign or a contact. An index led by the status alone would tempt SQLite,
+        # without statistics, to read every message sent to count a few contacts' (migration 0012).
         Index("ix_outbox_campaign_status_due", "campaign_id", "status", "not_before"),
-        Index("ix_outbox_status_due", "status", "not_before"),
         Index("ix_outbox_campaign_sent", "campaign_id", "sent_at"),
         Index("ix_outbox_contact_sent", "contact_id", "sent_at"),
         # Sent and failed messages whose event is not stored yet: found without reading the sent ones.

@@ -43,6 +43,18 @@ def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
     return column.in_(values)
 
 
+def same_workspace(session: Session, column: Any, workspace_id: int) -> Any:
+    """`column = workspace_id` as a check on rows found by something narrower (a list of contact ids).
+
+    Without statistics SQLite takes the workspace's index for it and reads every row of the
+    workspace to find a few hundred of them: 20 ms at 200,000 contacts, each time. `+ 0` leaves it
+    a check on the rows the narrower condition finds. PostgreSQL chooses by cost.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return column + 0 == workspace_id
+    return column == workspace_id
+
+
 SQLITE_SAMPLE = 1000  # rows SQLite reads per index of a sampled table
 
 

@@ -20,7 +20,7 @@ from kesher.contacts.normalize import normalize_email, normalize_phone
 from kesher.contacts.upsert import upsert_contacts
 from kesher.db import Database
 from kesher.db.base import utcnow
-from kesher.db.upsert import insert_new, insert_with_ids, lookup
+from kesher.db.upsert import insert_new, insert_with_ids, lookup, same_workspace
 from kesher.errors import ValidationError
 from kesher.events import lifecycle, rollups
 from kesher.events.models import Event, PurchaseItem
@@ -99,9 +99,12 @@ def _resolve_contacts(session: Session, workspace: Workspace, accepted: list[Acc
         if a.contact_key:
             wanted.setdefault(a.contact_key[0], set()).add(a.contact_key[1])
     found: dict[tuple[str, Any], int] = {}
+    table = Contact.__table__
     for kind, values in wanted.items():
-        table = Contact.__table__
-        rows = lookup(session, table.c[kind], values, [table.c[kind], table.c.id], table.c.workspace_id == workspace.id)
+        # By id, the primary key finds them; by the others, the workspace's unique index on that key.
+        mine = same_workspace(session, table.c.workspace_id, workspace.id) if kind == "id" else \
+            table.c.workspace_id == workspace.id
+        rows = lookup(session, table.c[kind], values, [table.c[kind], table.c.id], mine)
         found.update({(kind, v): cid for v, cid in rows})
     missing = {a.contact_key for a in accepted if a.contact_key and a.contact_key not in found}
     creatable = sorted((k for k in missing if k[0] != "id"), key=str)

@@ -58,7 +58,7 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement, Subquery
 from kesher.accounts.models import Workspace
 from kesher.contacts.models import Contact
 from kesher.db import Database, utcnow
-from kesher.db.upsert import dialect_insert, insert_new, one_of
+from kesher.db.upsert import dialect_insert, insert_new, one_of, same_workspace
 from kesher.errors import NotFound, ValidationError
 from kesher.events.models import CampaignReceipt, ContactRollup, Event
 from kesher.events.rollups import CONTACT_KINDS, RECENT_CAMPAIGNS, ZERO
@@ -386,7 +386,7 @@ def _refresh_chunk(session: Session, workspace_id: int, t: Thresholds, now: date
     rows = (select(c.id, r.contact_id.label("stored"), r.stage, stage_sql(t, now).label("new_stage"), r.loyalty,
                    loyalty_sql(t, now).label("new_loyalty"))
             .select_from(CONTACTS.outerjoin(CONTACT_ROLLUPS, r.contact_id == c.id))
-            .where(c.workspace_id == workspace_id, which(c.id)).subquery())
+            .where(same_workspace(session, c.workspace_id, workspace_id), which(c.id)).subquery())
     changed = session.execute(select(rows).where(or_(rows.c.stage.is_distinct_from(rows.c.new_stage),
                                                      rows.c.loyalty.is_distinct_from(rows.c.new_loyalty)))).all()
     _create_rollups(session, workspace_id, [row.id for row in changed if row.stored is None])

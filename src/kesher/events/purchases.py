@@ -13,7 +13,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from kesher.db.base import utcnow
-from kesher.db.upsert import one_of
+from kesher.db.upsert import one_of, same_workspace
 from kesher.events.models import Product, PurchaseItem
 
 
@@ -40,7 +40,8 @@ def products_bought(session: Session, workspace_id: int, contact_ids: list[int])
     lines = (select(PurchaseItem.contact_id, PurchaseItem.sku, func.max(PurchaseItem.category).label("category"),
                     func.max(PurchaseItem.name).label("name"), func.max(PurchaseItem.price).label("price"),
                     func.max(PurchaseItem.ts).label("last_at"))
-             .where(PurchaseItem.workspace_id == workspace_id, one_of(session, PurchaseItem.contact_id, contact_ids))
+             .where(same_workspace(session, PurchaseItem.workspace_id, workspace_id),
+                    one_of(session, PurchaseItem.contact_id, contact_ids))
              .group_by(PurchaseItem.contact_id, PurchaseItem.sku).subquery())
     stmt = (select(lines.c.contact_id, lines.c.sku, lines.c.category, func.coalesce(Product.name, lines.c.name),
                    func.coalesce(Product.price, lines.c.price), lines.c.last_at)

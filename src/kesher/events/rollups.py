@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, bindparam, case, cast, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from kesher.db.upsert import dialect_insert, merge_rows, one_of
+from kesher.db.upsert import dialect_insert, merge_rows, one_of, same_workspace
 from kesher.contacts.models import Contact
 from kesher.events.models import CampaignReceipt, CategoryStat, ContactRollup, Event, PurchaseItem
 from kesher.events.schemas import SITE_ACTIONS
@@ -170,12 +170,9 @@ def _rebuild_range(session: Session, workspace_id: int, low: int, high: int) -> 
     for table in (stats, receipts):
         session.execute(table.delete().where(table.c.workspace_id == workspace_id,
                                              table.c.contact_id.between(low, high)))
-    # SQLite keeps no statistics, so it would take the workspace's index and read the workspace's
-    # every event for each range; `+ 0` leaves it the contacts' index (PostgreSQL chooses by cost).
-    plain = session.get_bind().dialect.name == "sqlite"
-    events = ((Event.workspace_id + 0 if plain else Event.workspace_id) == workspace_id,
-              Event.contact_id.between(low, high))
-    items = ((PurchaseItem.workspace_id + 0 if plain else PurchaseItem.workspace_id) == workspace_id,
+    # Read along the contacts' index: the workspace's index would read its every event for each range.
+    events = (same_workspace(session, Event.workspace_id, workspace_id), Event.contact_id.between(low, high))
+    items = (same_workspace(session, PurchaseItem.workspace_id, workspace_id),
              PurchaseItem.contact_id.between(low, high))
     select_contacts = (
         select(Event.contact_id, literal(workspace_id).label("workspace_id"),
@@ -256,7 +253,7 @@ def rollups_of(session: Session, workspace_id: int, contact_ids: list[int]) -> d
     """The rollup rows of many contacts in one query; a contact with no events has none."""
     if not contact_ids:
         return {}
-    stmt = select(ContactRollup).where(ContactRollup.workspace_id == workspace_id,
+    stmt = select(ContactRollup).where(same_workspace(session, ContactRollup.workspace_id, workspace_id),
                                        one_of(session, ContactRollup.contact_id, contact_ids))
     return {r.contact_id: r for r in session.scalars(stmt)}
 

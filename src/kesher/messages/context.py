@@ -18,12 +18,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kesher.contacts import fields as custom_fields
 from kesher.contacts import service as contacts
 from kesher.contacts.models import Contact
-from kesher.db.upsert import one_of
+from kesher.db.upsert import one_of, same_workspace
 from kesher.events import purchases
 from kesher.events.rollups import rollups_of
 from kesher.messages.products import MAX_ITEMS, ProductItem, Products, Shop
@@ -86,11 +87,12 @@ def contexts(session: Session, workspace_id: int, contact_ids: list[int], *,
     ids = list(dict.fromkeys(contact_ids))
     if not ids:
         return {}
-    rows = session.scalars(contacts.filtered(workspace_id, contacts.ContactFilter(
-        where=[one_of(session, Contact.id, ids)])))
+    table = Contact.__table__
+    rows = session.execute(select(*(table.c[name] for name in CONTACT_COLUMNS)).where(
+        one_of(session, table.c.id, ids), same_workspace(session, table.c.workspace_id, workspace_id)))
     people: dict[int, dict[str, Any]] = {}
     for row in rows:
-        people[row.id] = {c: getattr(row, c) for c in CONTACT_COLUMNS if getattr(row, c) is not None}
+        people[row.id] = {c: value for c, value in zip(CONTACT_COLUMNS, row) if value is not None}
     if not people:
         return {}
     found = list(people)

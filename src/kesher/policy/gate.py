@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticError
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from kesher.accounts.models import Workspace
@@ -29,6 +29,7 @@ from kesher.channels import outbox
 from kesher.contacts.models import Contact
 from kesher.contacts.service import consent_is
 from kesher.contacts.suppression import suppressed
+from kesher.db.upsert import one_of, same_workspace
 from kesher.errors import ValidationError
 from kesher.messages.preferences import wants_less
 
@@ -76,9 +77,21 @@ def set_policy(session: Session, workspace: Workspace, data: dict[str, Any]) -> 
 
 def reachable(workspace_id: int, channel: str) -> list[ColumnElement[bool]]:
     """Conditions on `contacts` for those a message on `channel` may go to at all."""
+    return [Contact.workspace_id == workspace_id, *_may_receive(workspace_id, channel)]
+
+
+def reachable_among(session: Session, workspace_id: int, channel: str, contact_ids: list[int]) -> set[int]:
+    """Those of `contact_ids` a message on `channel` may go to at all, found by their ids."""
+    if not contact_ids:
+        return set()
+    return set(session.scalars(select(Contact.id).where(
+        one_of(session, Contact.id, contact_ids), same_workspace(session, Contact.workspace_id, workspace_id),
+        *_may_receive(workspace_id, channel))))
+
+
+def _may_receive(workspace_id: int, channel: str) -> list[ColumnElement[bool]]:
     address = ADDRESS[channel]
-    return [Contact.workspace_id == workspace_id, address.is_not(None),
-            consent_is(channel, "granted"), ~suppressed(workspace_id, channel, address)]
+    return [address.is_not(None), consent_is(channel, "granted"), ~suppressed(workspace_id, channel, address)]
 
 
 def over_cap(session: Session, workspace: Workspace, channel: str, contact_ids: list[int], now: datetime,
