@@ -277,6 +277,15 @@ def _unclicked_of_last(n: int) -> ColumnElement[int]:
     return select(func.count()).select_from(last).where(last.c.first_click_at.is_(None)).scalar_subquery()
 
 
+def _none_clicked_of_last(n: int, recent: Any) -> ColumnElement[bool]:
+    """The contact received `n` campaigns or more and clicked none of the last `n`; read from the
+    rollup's letters (c clicked, b opened and clicked), or the receipts when it keeps fewer than `n`."""
+    if n > RECENT_CAMPAIGNS:
+        return _unclicked_of_last(n) == n
+    unclicked = func.replace(func.replace(func.substr(recent, 1, n), "c", ""), "b", "")
+    return and_(func.length(recent) >= n, func.length(unclicked) == n)
+
+
 def stage_sql(t: Thresholds, now: datetime) -> ColumnElement[str]:
     """The stage of each row of `contacts LEFT JOIN contact_rollups`, as one CASE; see `stage_of`."""
     c, r = CONTACTS.c, CONTACT_ROLLUPS.c
@@ -300,9 +309,7 @@ def stage_sql(t: Thresholds, now: datetime) -> ColumnElement[str]:
                   (r.last_open_at, r.last_click_at, r.last_purchase_at, r.last_visit_at)))
     n = t.dormant_no_click_campaigns
     email_idle = and_(
-        emailed if n is None else _unclicked_of_last(n) == n if n > RECENT_CAMPAIGNS else
-        and_(func.length(recent) >= n,
-             func.length(func.replace(func.replace(func.substr(recent, 1, n), "c", ""), "b", "")) == n),
+        emailed if n is None else _none_clicked_of_last(n, recent),
         idle(r.last_open_at, t.dormant_no_open_days),
         *([] if t.dormant_no_click_days is None else [idle(r.last_click_at, t.dormant_no_click_days)]))
     shop_days = t.dormant_no_purchase_or_visit_days
