@@ -161,9 +161,9 @@ def _sqlite_cells(table: Table, columns: tuple[str, ...]) -> Callable[[dict[str,
     """A function giving a row's values as sqlite3 takes them, for these columns of the table; None
     when a column's type needs SQLAlchemy's own processing.
 
-    Bulk inserts (events, purchase lines) spend as long in SQLAlchemy's per-value processing as in
-    SQLite itself; the few types these tables use are converted here the way SQLAlchemy would, and
-    tests/db/test_bulk.py reads rows back both ways to show they are stored the same.
+    Bulk inserts and merges (events, purchase lines, rollups) spent as long in SQLAlchemy's per-row
+    processing as in SQLite itself; the few types these tables use are converted here the way
+    SQLAlchemy would, and tests/db/test_bulk.py reads rows back both ways to show they are stored the same.
     """
     convert: list[Callable[[Any], Any] | None] = []
     for name in columns:
