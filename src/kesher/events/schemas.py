@@ -60,7 +60,7 @@ class Item(BaseModel):
 
 class PurchaseProps(Props):
     order_id: Text
-    items: Annotated[list[Item], Field(max_length=1000)] = []
+    items: Annotated[list[Item], Field(max_length=1000, default_factory=list)]
     total: Money | None = None
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "ILS"
 
@@ -81,7 +81,7 @@ class RefundProps(Props):
 
 class CartProps(Props):
     cart_id: Text | None = None
-    items: Annotated[list[Item], Field(max_length=1000)] = []
+    items: Annotated[list[Item], Field(max_length=1000, default_factory=list)]
     total: Money | None = None
     url: Annotated[str, Field(max_length=4000)] | None = None
 
@@ -156,7 +156,8 @@ class EventIn(BaseModel):
     contact: ContactRef | None = None
     anonymous_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     ts: AwareDatetime | None = None
-    properties: dict[str, Any] = {}
+    # Factories, not `= []` or `= {}`: pydantic deep-copies a mutable default for every event without one.
+    properties: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
     @field_validator("type")
