@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
 from operator import itemgetter
@@ -98,21 +99,30 @@ def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -
     driver = session.connection().connection.driver_connection
     types = _column_types(driver, table.name)
     try:
-        with driver.cursor() as cursor:
-            # Each copied row's foreign keys are checked by a query of their own. Under the custom
-            # plans the engine asks for (db/session.py) every check is planned afresh, which cost
-            # PostgreSQL twice the insert itself; its one generic plan is a primary-key look-up.
-            old = cursor.execute("SELECT current_setting('plan_cache_mode'), "
-                                 "set_config('plan_cache_mode', 'force_generic_plan', true)").fetchone()[0]  # type: ignore[index]
-            with cursor.copy(sql) as copy:
-                copy.set_types([types[c] for c in columns])  # a JSON column's dicts go as jsonb
-                cells = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
-                for row in rows:
-                    copy.write_row(cells(row))
-            cursor.execute("SELECT set_config('plan_cache_mode', %s, true)", (old,))
+        with driver.cursor() as cursor, generic_plans(driver), cursor.copy(sql) as copy:
+            copy.set_types([types[c] for c in columns])  # a JSON column's dicts go as jsonb
+            cells = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
+            for row in rows:
+                copy.write_row(cells(row))
     except psycopg.errors.IntegrityError as exc:
         # The driver's own error, as SQLAlchemy reports one, so callers' conflict handling sees it.
         raise IntegrityError(sql, None, exc) from exc
+
+
+@contextmanager
+def generic_plans(driver: psycopg.Connection[Any]) -> Iterator[None]:
+    """PostgreSQL plans the statements run inside once, generically, within this transaction.
+
+    Each row a bulk write inserts has its foreign keys checked by a query of its own. Under the
+    custom plans the engine asks for (db/session.py) every check is planned afresh, which cost
+    PostgreSQL twice the insert itself; its one generic plan is a primary-key look-up.
+    """
+    with driver.cursor() as cursor:
+        old = cursor.execute("SELECT current_setting('plan_cache_mode'), "
+                             "set_config('plan_cache_mode', 'force_generic_plan', true)").fetchone()[0]  # type: ignore[index]
+    yield
+    with driver.cursor() as cursor:
+        cursor.execute("SELECT set_config('plan_cache_mode', %s, true)", (old,))
 
 
 def _sqlite_many(session: Session, table: Table, stmt: Any, rows: Sequence[dict[str, Any]]) -> bool:
@@ -253,7 +263,8 @@ def merge_rows(
     arrays = [bindparam(f"v_{c}", [row[c] for row in rows], type_=ARRAY(table.c[c].type)) for c in columns]
     source = func.unnest(*arrays).table_valued(*columns).render_derived()
     stmt = postgresql.insert(table).from_select(columns, select(*(source.c[c] for c in columns)))
-    session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=merge(stmt.excluded)))
+    with generic_plans(session.connection().connection.driver_connection):
+        session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=merge(stmt.excluded)))
 
 
 def upsert(
