@@ -99,7 +99,7 @@ def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -
     driver = session.connection().connection.driver_connection
     types = _column_types(driver, table.name)
     try:
-        with driver.cursor() as cursor, generic_plans(driver), cursor.copy(sql) as copy:
+        with driver.cursor() as cursor, generic_plans(session), cursor.copy(sql) as copy:
             copy.set_types([types[c] for c in columns])  # a JSON column's dicts go as jsonb
             cells = itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
             for row in rows:
@@ -110,13 +110,14 @@ def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -
 
 
 @contextmanager
-def generic_plans(driver: psycopg.Connection[Any]) -> Iterator[None]:
+def generic_plans(session: Session) -> Iterator[None]:
     """PostgreSQL plans the statements run inside once, generically, within this transaction.
 
     Each row a bulk write inserts has its foreign keys checked by a query of its own. Under the
     custom plans the engine asks for (db/session.py) every check is planned afresh, which cost
     PostgreSQL twice the insert itself; its one generic plan is a primary-key look-up.
     """
+    driver = session.connection().connection.driver_connection
     with driver.cursor() as cursor:
         old = cursor.execute("SELECT current_setting('plan_cache_mode'), "
                              "set_config('plan_cache_mode', 'force_generic_plan', true)").fetchone()[0]  # type: ignore[index]
@@ -263,7 +264,7 @@ def merge_rows(
     arrays = [bindparam(f"v_{c}", [row[c] for row in rows], type_=ARRAY(table.c[c].type)) for c in columns]
     source = func.unnest(*arrays).table_valued(*columns).render_derived()
     stmt = postgresql.insert(table).from_select(columns, select(*(source.c[c] for c in columns)))
-    with generic_plans(session.connection().connection.driver_connection):
+    with generic_plans(session):
         session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=merge(stmt.excluded)))
 
 
