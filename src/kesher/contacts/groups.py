@@ -18,7 +18,7 @@ from kesher.accounts.service import audit
 from kesher.contacts.models import Contact, ContactList, ContactTag, ListMembership, Tag
 from kesher.contacts.changes import contacts_changed, refuse_if_segments_use
 from kesher.db.base import utcnow
-from kesher.db.upsert import insert_ignore
+from kesher.db.upsert import insert_ignore, one_of, same_workspace
 from kesher.errors import Conflict, NotFound, ValidationError
 
 # One table pair per kind of group; the functions below serve both.
@@ -173,7 +173,8 @@ def add_contacts(
     _, member, key = KINDS[kind]
     get(session, workspace_id, kind, group_id)
     ids = list(set(contact_ids))
-    valid = list(session.scalars(select(Contact.id).where(Contact.workspace_id == workspace_id, Contact.id.in_(ids))))
+    valid = list(session.scalars(select(Contact.id).where(same_workspace(session, Contact.workspace_id, workspace_id),
+                                                          one_of(session, Contact.id, ids))))
     if len(valid) != len(ids):
         missing = sorted(set(ids) - set(valid))[:5]
         raise NotFound("no contacts {ids} in this workspace", "contact_ids", ids=str(missing))

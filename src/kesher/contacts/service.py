@@ -21,7 +21,7 @@ from kesher.contacts.normalize import IDENTITY_FIELDS
 from kesher.contacts.changes import contacts_changed
 from kesher.contacts.upsert import Outcome, upsert_contacts
 from kesher.db.base import MAX_ID, utcnow
-from kesher.db.upsert import upsert
+from kesher.db.upsert import one_of, same_workspace, upsert
 from kesher.errors import Conflict, NotFound, ValidationError
 
 MAX_PAGE = 500
@@ -290,7 +290,8 @@ def display_names(session: Session, workspace_id: int, contact_ids: Iterable[int
     if not ids:
         return {}
     stmt = select(Contact.id, Contact.first_name, Contact.last_name, Contact.email, Contact.phone,
-                  Contact.external_id).where(Contact.workspace_id == workspace_id, Contact.id.in_(ids))
+                  Contact.external_id).where(same_workspace(session, Contact.workspace_id, workspace_id),
+                                              one_of(session, Contact.id, ids))
     names = {}
     for contact_id, first, last, email, phone, external in session.execute(stmt):
         full = " ".join(part for part in (first, last) if part)

@@ -422,7 +422,7 @@ def _create_rollups(session: Session, workspace_id: int, ids: list[int]) -> None
         return
     c = CONTACTS.c
     zero = {column: literal(ZERO[kind]) for column, kind in CONTACT_KINDS.items() if kind in ("count", "sum")}
-    rows = select(c.id, c.workspace_id, *zero.values()).where(c.workspace_id == workspace_id,
+    rows = select(c.id, c.workspace_id, *zero.values()).where(same_workspace(session, c.workspace_id, workspace_id),
                                                                _ids(session, ids)(c.id))
     session.execute(dialect_insert(session, CONTACT_ROLLUPS)
                     .from_select(["contact_id", "workspace_id", *zero], rows)
