@@ -5,8 +5,8 @@ pace says to wait longer than a short sleep; the scheduler (`campaigns.tasks`) s
 number of passes, in any number of processes, can work on one campaign: the outbox hands each
 message to one of them, and a message is recorded as sent, by the pass that still holds it, before
 its SMTP end-of-data is written (see `channels.outbox`). What happened to each message becomes an
-event (`email_sent`, or a bounce) in a second step that a crash cannot skip: rows not yet
-`recorded` are recorded by the next pass.
+event (`email_sent`, or a bounce) in a second step, a few thousand messages at a time, that a crash
+cannot skip: rows not yet `recorded` are recorded by the next pass.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import asyncio
 import logging
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +39,10 @@ log = logging.getLogger("kesher.sending")
 
 # Waits shorter than this are slept through; longer ones end the pass and the scheduler starts another.
 MAX_NAP = timedelta(seconds=20)
+# Events of sent messages are stored once this many wait, or this many seconds after the last time:
+# storing 2,000 at a time costs a fifth less a message than storing each batch's.
+RECORD_EVERY = 2_000
+RECORD_SECONDS = 5.0
 # SQLite has one writer: passes in one process take turns where they count and record.
 _SQLITE_TURN = threading.Lock()
 
@@ -140,6 +145,8 @@ class Pass:
         self.nap = 0.0  # grows while the server answers 4xx, so the pace slows
         self.sqlite = db.dialect == "sqlite"
         self.recorded: set[int] = set()  # messages of the current batch recorded as sent before their dot
+        self.to_record = 0  # messages ended since their events were last stored
+        self.record_at = 0.0  # time.monotonic() by which they are stored, whatever their number
 
     def _turn(self) -> Any:
         return _SQLITE_TURN if self.sqlite else _NoLock()
@@ -154,7 +161,8 @@ class Pass:
                         connections=self.settings.smtp_connections, timeout=self.settings.smtp_timeout)
         async with pool:
             while not self.stop.is_set():
-                self._record(prepared)
+                if self.to_record >= RECORD_EVERY or time.monotonic() >= self.record_at:
+                    self._record(prepared)
                 wait = await self._one_batch(prepared, pool)
                 if wait is None:
                     continue
@@ -232,6 +240,7 @@ class Pass:
     def _settle(self, p: _Prepared, outcomes: list[Outcome], failures: dict[int, str]) -> None:
         """Put every message that was not sent where it belongs: back in the queue, failed, or corrected."""
         now = utcnow()
+        self.to_record += len(outcomes) + len(failures)
         by_status: dict[str, list[Outcome]] = {}
         for outcome in outcomes:
             by_status.setdefault(outcome.status, []).append(outcome)
@@ -277,9 +286,10 @@ class Pass:
 
     def _record(self, p: _Prepared) -> None:
         """Store the events of sent and failed messages not yet recorded (also those of a pass that died)."""
+        self.to_record, self.record_at = 0, time.monotonic() + RECORD_SECONDS
         while True:
             with self._turn(), self.db.session() as session:
-                rows = outbox.unrecorded(session, self.campaign_id)
+                rows = outbox.unrecorded(session, self.campaign_id, RECORD_EVERY)
                 if not rows:
                     return
                 workspace = session.get_one(Workspace, p.workspace.id)
