@@ -25,6 +25,12 @@ class Recipient:
     rcpt: dict[str, str] = field(default_factory=dict)
     after_dot: dict[str, str] = field(default_factory=dict)
     received: list[Any] = field(default_factory=list)
+    pipelining: bool = False  # offer PIPELINING (RFC 2920); aiosmtpd reads pipelined commands either way
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        session.host_name = hostname
+        # `responses` ends with aiosmtpd's own last line, "250 HELP".
+        return [*responses[:-1], "250-PIPELINING", responses[-1]] if self.pipelining else responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         reply = self.rcpt.get(address.partition("@")[0])

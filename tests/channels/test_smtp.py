@@ -12,7 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from kesher.channels.smtp import Outgoing, SmtpPool, data_bytes
+from aiosmtplib.errors import SMTPResponseException
+
+from kesher.channels.smtp import Outgoing, Replies, SmtpPool, data_bytes
 from tests.channels.conftest import Recipient, wait_for
 
 BODY = b"Subject: test\r\n\r\nfirst line\r\n.a line that starts with a dot\r\n"
@@ -36,6 +38,18 @@ def allow_all():
 def pool(server, **options) -> SmtpPool:
     return SmtpPool("127.0.0.1", server.port, connections=options.pop("connections", 4), timeout=5,
                     local_hostname="test.local", **options)
+
+
+@pytest.fixture(params=[False, True], ids=["one-command-at-a-time", "pipelining"])
+def smtp_server(request, smtp_server):
+    """Every test here against a server without PIPELINING, then one with it (MAIL, RCPT and DATA in one write)."""
+
+    def start(handler: Recipient | None = None, port: int | None = None, **smtp):
+        handler = handler or Recipient()
+        handler.pipelining = request.param
+        return smtp_server(handler, port, **smtp)
+
+    return start
 
 
 def test_dot_stuffing_and_line_ends():
@@ -140,6 +154,49 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(smtp_server):
 
     assert [o.status for o in asyncio.run(run())] == ["sent"]
     wait_for(lambda: len(handler.received) == 2)
+
+
+class _Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_replies_are_read_whole_however_they_arrive():
+    async def run():
+        replies = Replies(_Transport())
+        for chunk in (b"250 OK\r\n250", b"-first\r\n250-second\r", b"\n250 last\r\n354 go on\r\n", b"55"):
+            replies.data_received(chunk)
+        got = [await replies.reply() for _ in range(3)]
+        waiting = asyncio.ensure_future(replies.reply())
+        await asyncio.sleep(0)
+        replies.data_received(b"0 5.1.1 no such user\r\n")
+        got.append(await waiting)
+        replies.data_received(b"hello\r\n")  # not a reply: the connection is out of step and closed
+        with pytest.raises(SMTPResponseException):
+            await replies.reply()
+        return got, replies.transport.closed
+
+    got, closed = asyncio.run(run())
+    assert got == [(250, "OK"), (250, "first\nsecond\nlast"), (354, "go on"), (550, "5.1.1 no such user")]
+    assert closed
+
+
+def test_pipelining_is_used_where_the_server_offers_it(smtp_server):
+    server, _ = smtp_server()
+
+    async def run():
+        async with pool(server, connections=1) as smtp:
+            await smtp.deliver(outgoing("a"), allow_all()[0])
+            return smtp._pool[0].pipelining
+
+    assert asyncio.run(run()) is server.handler.pipelining
 
 
 def test_nothing_listening_defers(free_port):

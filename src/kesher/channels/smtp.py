@@ -29,6 +29,7 @@ import logging
 import re
 import socket
 import ssl
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -45,6 +46,7 @@ ENVELOPE_ADDRESS = re.compile(r"^[^\s<>]+@[^\s<>@]+$")
 LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
 LEADING_DOT = re.compile(rb"(?m)^\.")
 END_OF_DATA = b".\r\n"
+MAX_REPLY_LINE = 4096  # RFC 5321 §4.5.3.1.5 allows 512 octets
 
 Status = Literal["sent", "deferred", "failed", "withheld"]
 Commit = Callable[[list[int]], Awaitable[set[int]]]
@@ -115,34 +117,111 @@ def data_bytes(message: bytes) -> bytes:
     return data if data.endswith(b"\r\n") else data + b"\r\n"
 
 
+class Replies(asyncio.Protocol):
+    """Reads SMTP replies (RFC 5321 §4.2) off a connection as they come, any number in one read.
+
+    aiosmtplib keeps one reply at a time and drops one that arrives while no read waits, so it cannot
+    pipeline commands (RFC 2920). Once a connection is open, `SmtpConnection` gives its transport to
+    this protocol: replies queue here until they are asked for, in order.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.buffer = bytearray()
+        self.replies: deque[tuple[int, str]] = deque()
+        self.lines: list[bytes] = []  # the lines so far of a reply of several lines
+        self.waiter: asyncio.Future[None] | None = None
+        self.lost: Exception | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\n")) >= 0:
+            line = bytes(self.buffer[:end + 1])
+            del self.buffer[:end + 1]
+            if len(line) > MAX_REPLY_LINE or not line[:3].isdigit():
+                self._lose(SMTPResponseException(-1, f"not an SMTP reply: {line[:80]!r}"))
+                self.transport.close()
+                return
+            self.lines.append(line[4:].strip())
+            if line[3:4] != b"-":
+                self.replies.append((int(line[:3]), b"\n".join(self.lines).decode("utf-8", "replace")))
+                self.lines = []
+        if len(self.buffer) > MAX_REPLY_LINE:
+            self._lose(SMTPResponseException(-1, "an SMTP reply line is too long"))
+            self.transport.close()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._lose(aiosmtplib.SMTPServerDisconnected("the server closed the connection"))
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lose(aiosmtplib.SMTPServerDisconnected(f"connection lost: {exc}" if exc else "connection lost"))
+
+    def _lose(self, exc: Exception) -> None:
+        self.lost = self.lost or exc
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def write(self, data: bytes) -> None:
+        if self.lost is not None or self.transport.is_closing():
+            raise aiosmtplib.SMTPServerDisconnected("connection lost")
+        self.transport.write(data)
+
+    async def reply(self) -> tuple[int, str]:
+        """The next reply: (code, text)."""
+        while not self.replies:
+            if self.lost is not None:
+                raise self.lost
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        return self.replies.popleft()
+
+
 class SmtpConnection:
     """One SMTP connection that can leave a message's DATA open until told to end it.
 
-    This class is the only code in Kesher that uses aiosmtplib below its documented API, because
-    `SMTP.data()` writes the terminating dot itself. It relies on three things aiosmtplib 4.0 to
-    5.1 have, and tests/channels/test_smtp.py passes with (pyproject.toml pins that range): the
-    `SMTP.protocol` attribute, and on it `SMTPProtocol.write(bytes)`, which writes to the transport,
-    and `SMTPProtocol.read_response(timeout)`, which waits for the next reply. Opening, STARTTLS,
-    AUTH, MAIL, RCPT, the DATA command itself, RSET and QUIT go through the public `SMTP` methods.
+    aiosmtplib opens it: it connects, starts TLS or STARTTLS, authenticates and greets. From then on
+    the transaction is Kesher's own (`Replies` reads the server's answers), because a message's DATA
+    stays open until the commit, which aiosmtplib's `SMTP.data()` cannot do, and because where the
+    server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go in one write: one round trip to the
+    server instead of three. tests/channels/test_smtp.py runs every case with and without it.
     """
 
     def __init__(self, client: aiosmtplib.SMTP, timeout: float) -> None:
         self.client = client
         self.timeout = timeout
+        self.replies: Replies | None = None
+        self.pipelining = False
+        self.smtputf8 = False
         self.in_data = False  # DATA accepted and the message written: only the dot or a close may follow
 
     @property
     def is_open(self) -> bool:
-        return self.client.is_connected
+        return self.replies is not None and self.replies.lost is None and not self.replies.transport.is_closing()
 
     async def open(self) -> None:
-        """Connect (with TLS or STARTTLS and AUTH as configured), then greet if that has not happened."""
+        """Connect (with TLS or STARTTLS and AUTH as configured), greet, then take the connection over."""
+        self.replies = None
+        # aiosmtplib holds a lock from connecting until `close()`; a connection the server closed while
+        # it was Kesher's was never closed on aiosmtplib's side.
+        self.client.close()
         await self.client.connect()
         if self.client.is_ehlo_or_helo_needed:
             try:
                 await self.client.ehlo()
             except SMTPHeloError:
                 await self.client.helo()
+        transport = self.client.transport
+        if not isinstance(transport, asyncio.Transport):
+            raise aiosmtplib.SMTPServerDisconnected("connection lost")
+        self.pipelining = self.client.supports_extension("pipelining")
+        self.smtputf8 = self.client.supports_extension("smtputf8")
+        self.replies = Replies(transport)
+        transport.set_protocol(self.replies)
 
     async def start(self, mail_from: str, to: str, data: bytes) -> None:
         """MAIL, RCPT, DATA, then `data` (already dot-stuffed); raises `Refused` on a 4xx/5xx reply.
@@ -154,70 +233,92 @@ class SmtpConnection:
             await self._start(mail_from, to, data)
 
     async def _start(self, mail_from: str, to: str, data: bytes) -> None:
-        options: list[bytes] = []
+        replies = self._replies()
+        option = b""
         if not (mail_from + to).isascii():
-            if not self.client.supports_extension("smtputf8"):
+            if not self.smtputf8:
                 raise Refused(553, "the address is not ASCII and the server does not take SMTPUTF8")
-            options = [b"SMTPUTF8"]
-        await self._expect((250,), b"MAIL", b"FROM:<" + mail_from.encode() + b">", *options)
-        await self._expect((250, 251), b"RCPT", b"TO:<" + to.encode() + b">")
-        await self._expect((354,), b"DATA")
-        protocol = self.client.protocol
-        if protocol is None:
-            raise aiosmtplib.SMTPServerDisconnected("connection lost")
+            option = b" SMTPUTF8"
+        commands = (b"MAIL FROM:<" + mail_from.encode() + b">" + option + b"\r\n",
+                    b"RCPT TO:<" + to.encode() + b">\r\n", b"DATA\r\n")
+        expected = ((250,), (250, 251), (354,))
+        if self.pipelining:
+            replies.write(b"".join(commands))
+            answers = [await replies.reply() for _ in commands]
+        else:
+            answers = []
+            for command, codes in zip(commands, expected, strict=True):
+                replies.write(command)
+                answers.append(await replies.reply())
+                if answers[-1][0] not in codes:
+                    break
+        refusal = next((Refused(*a) for a, codes in zip(answers, expected, strict=False) if a[0] not in codes), None)
+        if refusal is not None:
+            if answers[-1][0] == 354:  # DATA went through after all: only closing can end it without a message
+                self.abandon()
+            raise refusal
         self.in_data = True
-        protocol.write(data)
+        replies.write(data)
         await self._flushed()
 
     async def finish(self) -> tuple[int, str]:
         """Write the terminating dot and read the server's verdict on the message.
 
-        The write and the start of the read happen in one step, with no await between them:
-        aiosmtplib only keeps a reply that arrives while a read is pending.
-
         Raises `NotEnded` when the connection was gone before the dot could be written (the message
         was not delivered), and aiosmtplib's errors when the reply after the dot is lost or late.
         """
         self.in_data = False
-        protocol = self.client.protocol
+        replies = self.replies
         try:
-            if protocol is None:
+            if replies is None:
                 raise aiosmtplib.SMTPServerDisconnected("connection lost")
-            protocol.write(END_OF_DATA)
+            replies.write(END_OF_DATA)
         except aiosmtplib.SMTPServerDisconnected as exc:
-            self.client.close()
+            self.abandon()
             raise NotEnded(str(exc)) from exc
         try:
-            reply = await protocol.read_response(timeout=self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await replies.reply()
         except (SMTPException, OSError):
-            self.client.close()  # the reply was lost or is late: the connection is out of step
+            self.abandon()  # the reply was lost or is late: the connection is out of step
             raise
-        return reply.code, reply.message
 
     def abandon(self) -> None:
         """Close the connection without ending DATA: the server discards the unfinished message."""
         self.in_data = False
+        if self.replies is not None:
+            self.replies.transport.close()
+        self.replies = None
         self.client.close()
 
     async def reset(self) -> None:
-        await self.client.rset()
+        async with asyncio.timeout(self.timeout):
+            replies = self._replies()
+            replies.write(b"RSET\r\n")
+            code, text = await replies.reply()
+        if code != 250:
+            raise SMTPResponseException(code, text)
 
     async def quit(self) -> None:
         try:
-            await self.client.quit(timeout=min(self.timeout, 5.0))
+            async with asyncio.timeout(min(self.timeout, 5.0)):
+                replies = self._replies()
+                replies.write(b"QUIT\r\n")
+                await replies.reply()
         except (SMTPException, OSError):
-            self.client.close()
+            pass
+        self.abandon()
 
-    async def _expect(self, codes: tuple[int, ...], *command: bytes) -> None:
-        reply = await self.client.execute_command(*command, timeout=None)
-        if reply.code not in codes:
-            raise Refused(reply.code, reply.message)
+    def _replies(self) -> Replies:
+        if self.replies is None:
+            raise aiosmtplib.SMTPServerDisconnected("connection lost")
+        return self.replies
 
     async def _flushed(self) -> None:
         """Wait until the message has left for the kernel, so that the dot, written after the commit,
         goes straight to the socket instead of queueing behind it in this process."""
-        transport = self.client.transport
-        while isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
+        transport = self._replies().transport
+        while transport.get_write_buffer_size():
             await asyncio.sleep(0.001)
 
 
