@@ -6,7 +6,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, t
 
 from kesher.contacts.models import Contact
 from kesher.db.base import JSONData, utcnow
-from kesher.db.upsert import FEW_ROWS, insert_new, insert_with_ids, merge_rows
+from kesher.db.upsert import FEW_ROWS, insert_new, insert_with_ids, merge_rows, update_rows
 
 NOW = utcnow()
 
@@ -135,5 +135,25 @@ def test_a_bulk_merge_gives_what_merging_row_by_row_gives(database):
         assert bulk == few
         assert len(bulk) == len({row["k"] for row in first + second})
         assert bulk[2] == (2, 3, NOW + timedelta(seconds=28))
+    finally:
+        table.drop(database.engine)
+
+
+def test_update_rows_writes_each_row_by_its_key_and_leaves_the_rest(database):
+    table = Table(f"bulk_{uuid.uuid4().hex[:8]}", MetaData(), Column("n", Integer, primary_key=True),
+                  Column("note", String(20)), Column("other", String(10)))
+    table.create(database.engine)
+    try:
+        with database.session() as session:
+            insert_new(session, table, [{"n": i, "note": "לפני", "other": "x"} for i in range(FEW_ROWS * 2)])
+        with database.session() as session:
+            # Every other row, a NULL among the values, and a key no row has.
+            update_rows(session, table, [{"n": i, "note": None if i == 4 else f"אחרי {i}"}
+                                         for i in [*range(0, FEW_ROWS * 2, 2), 10_000]], "n")
+        with database.session() as session:
+            stored = {n: (note, other) for n, note, other in session.execute(select(table))}
+        assert len(stored) == FEW_ROWS * 2
+        assert stored[4] == (None, "x") and stored[2] == ("אחרי 2", "x") and stored[3] == ("לפני", "x")
+        assert all(stored[i][0] == (f"אחרי {i}" if i % 2 == 0 else "לפני") for i in range(FEW_ROWS * 2) if i != 4)
     finally:
         table.drop(database.engine)

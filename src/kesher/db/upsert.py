@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import (JSON, BigInteger, Float, Integer, String, Table, any_, bindparam, func, insert,
-                        select, text)
+                        select, text, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -266,6 +266,27 @@ def merge_rows(
     stmt = postgresql.insert(table).from_select(columns, select(*(source.c[c] for c in columns)))
     with generic_plans(session):
         session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=merge(stmt.excluded)))
+
+
+def update_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]], key: str) -> None:
+    """Write each row's other columns onto the stored row with the same `key`; rows not stored are left out.
+
+    On PostgreSQL all rows travel as one array per column in a single UPDATE ... FROM unnest(...):
+    an executemany had the server plan and run one UPDATE a row, 86 µs each.
+    """
+    if not rows:
+        return
+    columns = list(rows[0])
+    others = [c for c in columns if c != key]
+    if session.get_bind().dialect.name != "postgresql":
+        # Parameters named apart from the columns, which SQLAlchemy keeps for the SET clause.
+        stmt = update(table).where(table.c[key] == bindparam(f"p_{key}")).values(
+            {c: bindparam(f"p_{c}") for c in others})
+        session.execute(stmt, [{f"p_{c}": row[c] for c in columns} for row in rows])
+        return
+    arrays = [bindparam(f"v_{c}", [row[c] for row in rows], type_=ARRAY(table.c[c].type)) for c in columns]
+    source = func.unnest(*arrays).table_valued(*columns).render_derived()
+    session.execute(update(table).where(table.c[key] == source.c[key]).values({c: source.c[c] for c in others}))
 
 
 def upsert(

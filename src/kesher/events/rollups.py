@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, bindparam, case, cast, func, literal, select, update
+from sqlalchemy import BigInteger, Integer, case, cast, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from kesher.db.upsert import dialect_insert, merge_rows, one_of, same_workspace
+from kesher.db.upsert import dialect_insert, merge_rows, one_of, same_workspace, update_rows
 from kesher.contacts.models import Contact
 from kesher.events.models import CampaignReceipt, CategoryStat, ContactRollup, Event, PurchaseItem
 from kesher.events.schemas import SITE_ACTIONS
@@ -233,9 +233,8 @@ def refresh_recent_campaigns(session: Session, workspace_id: int, contact_ids: l
     recent: dict[int, str] = {}
     for contact_id, opened, clicked in rows:
         recent[contact_id] = recent.get(contact_id, "") + _letter(opened, clicked)
-    table = ContactRollup.__table__
-    stmt = update(table).where(table.c.contact_id == bindparam("cid")).values(recent_campaigns=bindparam("recent"))
-    session.execute(stmt, [{"cid": cid, "recent": recent.get(cid)} for cid in contact_ids])
+    update_rows(session, ContactRollup.__table__,
+                [{"contact_id": cid, "recent_campaigns": recent.get(cid)} for cid in contact_ids], "contact_id")
 
 
 def _insert_select(session: Session, table: Any, query: Any, keys: tuple[str, ...], columns: list[str]) -> None:

@@ -48,7 +48,7 @@ _MD_ESCAPE = re.compile(r"\\([-.+#*_\[\]()!`>\\])")
 _ANCHOR = re.compile(r"<[aA]\s[^>]*>")  # not re.I: the whole message is scanned per render, and this is faster
 _HREF = re.compile(r"""\shref\s*=\s*(["'])(.*?)\1""", re.I | re.S)
 _TEXT_URL = re.compile(r"https?://[^\s()<>\"']+")
-_BLANK_LINES = re.compile(r"\n\n\n+")  # not \n{3,}: a literal start is searched for in C, ten times faster
+_BLANK_LINES = re.compile(r"\n\n\n+")  # a literal start the engine skips to: ten times faster than \n{3,}
 _INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
 
