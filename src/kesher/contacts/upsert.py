@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,7 @@ from kesher.contacts.inputs import ContactInput
 from kesher.contacts.models import Consent, ContactTag, Contact, CustomField, FieldValue, ListMembership
 from kesher.contacts.normalize import BUILTIN_FIELDS, IDENTITY_FIELDS
 from kesher.db.base import utcnow
-from kesher.db.upsert import insert_ignore, insert_new, insert_with_ids, lookup, upsert
+from kesher.db.upsert import insert_ignore, insert_new, insert_with_ids, lookup, update_rows, upsert
 from kesher.errors import ValidationError
 
 CONTACTS = Contact.__table__
@@ -164,11 +164,8 @@ def _write(
             group.contact_id = contact_id
     new_ids = {g.contact_id for g in new}
     changed = [g for g in old if any(g.existing[k] != v for k, v in g.values.items())]  # type: ignore[index]
-    if changed:
-        stmt = (update(CONTACTS).where(CONTACTS.c.id == bindparam("_id"))
-                .values({f: bindparam(f) for f in WRITABLE} | {"updated_at": bindparam("_now")}))
-        session.execute(stmt, [{**{f: g.existing[f] for f in WRITABLE}, **g.values,  # type: ignore[index]
-                                "_id": g.contact_id, "_now": now} for g in changed])
+    update_rows(session, CONTACTS, [{"id": g.contact_id, **{f: g.existing[f] for f in WRITABLE},  # type: ignore[index]
+                                     **g.values, "updated_at": now} for g in changed], "id")
     fields_changed = _write_fields(session, workspace_id, [g for g in groups if g.error is None and g.fields],
                                    new_ids)
     consent_changed = _write_consent(session, workspace_id, [g for g in groups if g.error is None and g.consent],
