@@ -261,8 +261,7 @@ def merge_rows(
             session.execute(stmt, list(rows))
         return
     columns = list(rows[0])
-    arrays = [bindparam(f"v_{c}", [row[c] for row in rows], type_=ARRAY(table.c[c].type)) for c in columns]
-    source = func.unnest(*arrays).table_valued(*columns).render_derived()
+    source = _unnested(table, rows, columns)
     stmt = postgresql.insert(table).from_select(columns, select(*(source.c[c] for c in columns)))
     with generic_plans(session):
         session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=merge(stmt.excluded)))
@@ -284,9 +283,14 @@ def update_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]], 
             {c: bindparam(f"p_{c}") for c in others})
         session.execute(stmt, [{f"p_{c}": row[c] for c in columns} for row in rows])
         return
-    arrays = [bindparam(f"v_{c}", [row[c] for row in rows], type_=ARRAY(table.c[c].type)) for c in columns]
-    source = func.unnest(*arrays).table_valued(*columns).render_derived()
+    source = _unnested(table, rows, columns)
     session.execute(update(table).where(table.c[key] == source.c[key]).values({c: source.c[c] for c in others}))
+
+
+def _unnested(table: Table, rows: Sequence[dict[str, Any]], columns: list[str]) -> Any:
+    """The rows as a PostgreSQL table of these columns: one array parameter per column, unnested."""
+    arrays = [bindparam(f"v_{c}", [row[c] for row in rows], type_=ARRAY(table.c[c].type)) for c in columns]
+    return func.unnest(*arrays).table_valued(*columns).render_derived()
 
 
 def upsert(
