@@ -145,7 +145,7 @@ class Pass:
         self.nap = 0.0  # grows while the server answers 4xx, so the pace slows
         self.sqlite = db.dialect == "sqlite"
         self.recorded: set[int] = set()  # messages of the current batch recorded as sent before their dot
-        self.to_record = 0  # messages ended since their events were last stored
+        self.to_record = 0  # messages sent or failed since their events were last stored
         self.record_at = 0.0  # time.monotonic() by which they are stored, whatever their number
 
     def _turn(self) -> Any:
@@ -240,10 +240,11 @@ class Pass:
     def _settle(self, p: _Prepared, outcomes: list[Outcome], failures: dict[int, str]) -> None:
         """Put every message that was not sent where it belongs: back in the queue, failed, or corrected."""
         now = utcnow()
-        self.to_record += len(outcomes) + len(failures)
         by_status: dict[str, list[Outcome]] = {}
         for outcome in outcomes:
             by_status.setdefault(outcome.status, []).append(outcome)
+        # What `_record` will find: the sent and the failed (withheld and deferred messages go back to the queue).
+        self.to_record += len(failures) + len(by_status.get("sent", [])) + len(by_status.get("failed", []))
         with self._turn(), self.db.session() as session:
             if failures:
                 for message_id, error in failures.items():
