@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Integer, literal, select
 
+from kesher.campaigns.models import Campaign
 from kesher.channels import outbox
 from kesher.channels.models import OutboxMessage
 from kesher.contacts.models import Contact
@@ -45,6 +46,20 @@ def test_claims_are_disjoint_and_only_the_holder_records_sent(session, workspace
     session.refresh(row)
     assert row.message_id == outbox.message_id(row.id, "example.com") and row.sent_at == NOW
     assert outbox.counts(session, campaign) == {"sent": 6, "sending": 4}
+
+
+def test_marked_sent_with_its_campaign_only_while_the_campaign_is_sending(session, workspace) -> None:
+    campaign = Campaign(workspace_id=workspace.id, name="checked", status="paused")
+    session.add(campaign)
+    session.flush()
+    _fill(session, workspace, 4, campaign.id)
+    held = [m.id for m in outbox.claim(session, campaign.id, "a" * 32, limit=4, lease=LEASE, now=NOW)]
+    assert outbox.mark_sent(session, held[:2], "a" * 32, NOW, "example.com", campaign_id=campaign.id) == set()
+    campaign.status = "sending"
+    session.flush()
+    assert outbox.mark_sent(session, held[:2], "a" * 32, NOW, "example.com", campaign_id=campaign.id) == set(held[:2])
+    assert outbox.mark_sent(session, held[2:], "b" * 32, NOW, "example.com", campaign_id=campaign.id) == set()
+    assert outbox.counts(session, campaign.id) == {"sent": 2, "sending": 2}
 
 
 def test_an_expired_claim_is_taken_over_and_the_old_holder_loses_it(session, workspace) -> None:

@@ -12,13 +12,17 @@ cannot skip: rows not yet `recorded` are recorded by the next pass.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy import Connection
 
 from kesher.accounts.models import Workspace
 from kesher.campaigns import service, throttle
@@ -147,6 +151,7 @@ class Pass:
         self.recorded: set[int] = set()  # messages of the current batch recorded as sent before their dot
         self.to_record = 0  # messages sent or failed since their events were last stored
         self.record_at = 0.0  # time.monotonic() by which they are stored, whatever their number
+        self.connection: Connection  # the waves' commits go through it (see `_wave_connection`)
 
     def _turn(self) -> Any:
         return _SQLITE_TURN if self.sqlite else _NoLock()
@@ -159,7 +164,8 @@ class Pass:
         pool = SmtpPool(self.settings.smtp_host, self.settings.smtp_port, security=self.settings.smtp_security,
                         username=self.settings.smtp_username, password=self.settings.smtp_password,
                         connections=self.settings.smtp_connections, timeout=self.settings.smtp_timeout)
-        async with pool:
+        # The waves' commits, one every few messages, share one connection for the whole pass.
+        async with pool, self._wave_connection():
             while not self.stop.is_set():
                 if self.to_record >= RECORD_EVERY or time.monotonic() >= self.record_at:
                     self._record(prepared)
@@ -222,20 +228,33 @@ class Pass:
             self.report.skipped += len(outbox.finish(session, over, self.token, "skipped", "frequency cap"))
         return [m for m in claimed if m.contact_id in reachable and m.contact_id not in capped]
 
+    @contextlib.asynccontextmanager
+    async def _wave_connection(self) -> AsyncIterator[None]:
+        with self.db.engine.connect() as connection:
+            self.connection = connection
+            yield
+
     def _commit(self, p: _Prepared) -> Any:
         async def commit(ids: list[int]) -> set[int]:
             now = utcnow()
-            # Once per wave of a few messages: Core on a connection, without a Session's bookkeeping.
-            with self._turn(), self.db.engine.begin() as connection:
-                status = throttle.lock(connection, self.campaign_id)
-                if status != "sending":
-                    return set()
-                room = throttle.room(connection, self.campaign_id, p.limits, now)
-                allowed = ids if room.messages is None else ids[:room.messages]
-                recorded = outbox.mark_sent(connection, allowed, self.token, now, p.domain)
+            # Once per wave of a few messages: Core on the pass's connection, without a Session's bookkeeping.
+            with self._turn(), self.connection.begin():
+                if not p.limits:  # nothing sent before counts: one statement checks the status and records
+                    recorded = outbox.mark_sent(self.connection, ids, self.token, now, p.domain,
+                                                campaign_id=self.campaign_id)
+                else:
+                    recorded = self._counted(p, ids, now)
             self.recorded |= recorded
             return recorded
         return commit
+
+    def _counted(self, p: _Prepared, ids: list[int], now: datetime) -> set[int]:
+        """Record what the pace and windows allow of `ids`, the campaign locked so that passes count in turn."""
+        if throttle.lock(self.connection, self.campaign_id) != "sending":
+            return set()
+        room = throttle.room(self.connection, self.campaign_id, p.limits, now)
+        allowed = ids if room.messages is None else ids[:room.messages]
+        return outbox.mark_sent(self.connection, allowed, self.token, now, p.domain)
 
     def _settle(self, p: _Prepared, outcomes: list[Outcome], failures: dict[int, str]) -> None:
         """Put every message that was not sent where it belongs: back in the queue, failed, or corrected."""

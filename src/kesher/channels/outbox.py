@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, String, and_, bindparam, false, func, literal, select, update
 from sqlalchemy.orm import Session
 
+from kesher.campaigns.models import Campaign
 from kesher.channels.models import OutboxMessage
 from kesher.db.upsert import dialect_insert, generic_plans
 
@@ -96,12 +97,23 @@ _MARK_SENT = (
     .returning(OUTBOX.c.id))
 
 
-def mark_sent(session: Session | Connection, ids: Sequence[int], token: str, now: datetime, domain: str) -> set[int]:
-    """Record these messages as sent, those still claimed by `token`; returns the ids recorded."""
+# The same, in one statement with the check that the campaign is still sending: for a wave that need
+# not count what was sent before it (no pace, no window), there is nothing to lock the campaign for.
+_MARK_SENT_IF_SENDING = _MARK_SENT.where(
+    select(Campaign.status).where(Campaign.id == bindparam("the_campaign")).scalar_subquery() == "sending")
+
+
+def mark_sent(session: Session | Connection, ids: Sequence[int], token: str, now: datetime, domain: str, *,
+              campaign_id: int | None = None) -> set[int]:
+    """Record these messages as sent, those still claimed by `token`; returns the ids recorded.
+
+    With `campaign_id`, only while that campaign is sending (a pause or a cancel records none)."""
     if not ids:
         return set()
-    return set(session.scalars(_MARK_SENT, {"ids": list(ids), "token": token, "now": now,
-                                            "domain_end": f"@{domain}>"}))
+    values = {"ids": list(ids), "token": token, "now": now, "domain_end": f"@{domain}>"}
+    if campaign_id is None:
+        return set(session.scalars(_MARK_SENT, values))
+    return set(session.scalars(_MARK_SENT_IF_SENDING, values | {"the_campaign": campaign_id}))
 
 
 def release(session: Session, ids: Sequence[int], token: str, not_before: datetime) -> None:
