@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, case, cast, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from kesher.db.upsert import dialect_insert, merge_rows, one_of, same_workspace, update_rows
+from kesher.db.upsert import dialect_insert, insert_ignore, merge_rows, one_of, same_workspace, update_rows
 from kesher.contacts.models import Contact
 from kesher.events.models import CampaignReceipt, CategoryStat, ContactRollup, Event, PurchaseItem
 from kesher.events.schemas import SITE_ACTIONS
@@ -74,17 +74,41 @@ def _merge_sql(kind: str, old: Any, new: Any) -> Any:
 
 def _merge_upsert(session: Session, table: Any, rows: list[dict[str, Any]], keys: tuple[str, ...],
                   kinds: dict[str, str]) -> None:
-    merge_rows(session, table, rows, keys,
-               lambda new: {col: _merge_sql(kind, table.c[col], new[col]) for col, kind in kinds.items()})
+    """Fold `rows` (their keys and the columns they contribute to) into the stored rows.
+
+    A new row is inserted whole, with ZERO in the columns it does not contribute to. On SQLite the
+    rows are merged in groups by the columns they contribute to, and only those are SET: SQLite
+    rewrites the index entries of every column a SET names, changed or not, and an `email_sent`
+    (a sent count and a time) has no business touching the indexes on revenue, purchases and opens.
+    PostgreSQL compares values, so all of them are merged in one statement.
+    """
+    if not rows:
+        return
+    zero = {column: ZERO[kind] for column, kind in kinds.items()}
+    if session.get_bind().dialect.name != "sqlite":
+        groups = {tuple(kinds): rows}
+    else:
+        groups = defaultdict(list)
+        for row in rows:
+            groups[tuple(column for column in kinds if column in row)].append(row)
+    for columns, group in groups.items():
+        whole = [zero | row for row in group]
+        if not columns:  # events no rollup counts (stage or segment changes): a blank row, if none yet
+            insert_ignore(session, table, whole, keys)
+            continue
+        merge_rows(session, table, whole, keys,
+                   lambda new, columns=columns: {c: _merge_sql(kinds[c], table.c[c], new[c]) for c in columns})
 
 
 def _fold(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any],
           contributions: Callable[[dict[str, Any]], dict[str, Any]], kinds: dict[str, str]) -> dict[Any, dict[str, Any]]:
-    out: dict[Any, dict[str, Any]] = defaultdict(lambda: {c: ZERO[k] for c, k in kinds.items()})
+    """The rows' contributions merged per key: for each key, the columns contributed to and their values."""
+    out: dict[Any, dict[str, Any]] = defaultdict(dict)
     for row in rows:
         target = out[key(row)]
         for column, value in contributions(row).items():
-            target[column] = _merge_value(kinds[column], target[column], value)
+            kind = kinds[column]
+            target[column] = _merge_value(kind, target[column], value) if column in target else value
     return out
 
 
