@@ -6,10 +6,11 @@ from email import policy
 
 import dkim
 import pytest
+from dkim.canonicalization import CanonicalizationPolicy
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from kesher.channels.email import DkimKey, build_message
+from kesher.channels.email import DkimKey, build_message, relaxed_body, sign
 from kesher.channels.smtp import DataReady, data_bytes
 
 SUBJECT = "מבצע סוף עונה – 20% הנחה על כל הוויטמינים, רק השבוע ורק לחברי המועדון"
@@ -121,6 +122,25 @@ def test_a_changed_header_or_body_breaks_the_signature(key):
                            dnsfunc=dns_with(key))
     head, body = raw.split(b"\r\n\r\n", 1)
     assert not dkim.verify(head + b"\r\n\r\n" + body.replace(b"--\r\n", b"--\r\nextra\r\n", 1), dnsfunc=dns_with(key))
+
+
+@pytest.mark.parametrize("body", [
+    b"", b"\r\n", b"\r\n\r\n\r\n", b"one line", b"one line\r\n\r\n\r\n", b"tabs\tand  spaces \t \r\nend  ",
+    b" leading space\r\n\r\nmiddle empty line\r\n", b"trailing \r\n \r\n\t\r\n",
+])
+def test_the_relaxed_body_is_dkimpy_s_and_any_body_verifies(key, body):
+    assert relaxed_body(body) == CanonicalizationPolicy.from_c_value(b"relaxed/relaxed").canonicalize_body(body)
+    head = (b"From: =?utf-8?b?15fXoNeV16o=?= <shop@teva.co.il>\r\nTo: dana@example.com\r\n"
+            b"Subject:  folded\r\n \t subject  \r\nDate: Mon, 07 Dec 2026 01:00:00 +0000\r\nX-Not-Signed: 1")
+    raw = sign(head + b"\r\n\r\n" + body, dkim_key(key))
+    assert dkim.verify(raw, dnsfunc=dns_with(key))
+    assert b"h=from:to:subject:date;" in raw.replace(b"\r\n", b"")
+
+
+def test_a_signed_message_is_in_data_form_too(key):
+    raw = build(dkim=dkim_key(key))
+    assert isinstance(raw, DataReady) and data_bytes(raw) is raw
+    assert all(len(line) <= 78 for line in raw.split(b"\r\n\r\n")[0].split(b"\r\n") if line.startswith((b"DKIM", b" ")))
 
 
 def test_a_built_message_is_already_in_data_form_and_is_not_scanned_again():

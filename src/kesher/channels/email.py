@@ -15,6 +15,8 @@ break the DKIM signature), and Hebrew text costs 1.33 bytes a byte instead of qu
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -24,7 +26,8 @@ from functools import lru_cache
 from email.header import Header
 from email.utils import format_datetime, formataddr
 
-import dkim as dkimpy
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from kesher.channels.smtp import DataReady
 
@@ -116,15 +119,74 @@ def _list_unsubscribe(mailto: str | None, url: str | None) -> list[tuple[str, st
     return fields
 
 
+# DKIM (RFC 6376), rsa-sha256 with relaxed/relaxed canonicalization. The RSA signature is OpenSSL's,
+# through `cryptography`: 0.3 ms where dkimpy's own pure-Python RSA takes 8-9 ms, which would hold a
+# signed campaign to about a hundred messages a second. dkimpy stays the reference: the tests verify
+# every signature made here with it.
+_WSP = re.compile(rb"[ \t]+")
+_WSP_BEFORE_CRLF = re.compile(rb"[ \t]+(?=\r\n)")
+
+
+@lru_cache(maxsize=16)
+def _rsa_key(pem: str) -> rsa.RSAPrivateKey:
+    """The key, loaded once: loading checks it, which takes tens of milliseconds."""
+    key = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("a DKIM key must be an RSA key")
+    return key
+
+
+def relaxed_body(body: bytes) -> bytes:
+    """RFC 6376 §3.4.4: no white space at line ends, runs of it as one space, no empty lines at the end."""
+    if b"\t" in body or b"  " in body or b" \r\n" in body or body.endswith(b" "):  # base64 lines have none
+        body = _WSP.sub(b" ", _WSP_BEFORE_CRLF.sub(b"", body))
+    while body.endswith(b"\r\n\r\n"):
+        body = body[:-2]
+    if body == b"\r\n":
+        return b""
+    return body if not body or body.endswith(b"\r\n") else body + b"\r\n"
+
+
+def relaxed_header(name: bytes, value: bytes) -> bytes:
+    """RFC 6376 §3.4.2: the name in lower case, the value unfolded, runs of white space as one space, trimmed."""
+    return name.strip().lower() + b":" + _WSP.sub(b" ", value.replace(b"\r\n", b"")).strip(b" ") + b"\r\n"
+
+
+def _fields(head: bytes) -> list[tuple[bytes, bytes]]:
+    """The header fields of `head` as (name, value), a folded value with its line breaks."""
+    fields: list[tuple[bytes, bytes]] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] = (fields[-1][0], fields[-1][1] + b"\r\n" + line)
+        else:
+            name, _, value = line.partition(b":")
+            fields.append((name, value))
+    return fields
+
+
+def _folded_names(names: list[str]) -> str:
+    """The h= list, folded after a colon where a line would pass 76 characters."""
+    lines = [""]
+    for name in names:
+        if lines[-1] and len(lines[-1]) + len(name) > 70:
+            lines.append("")
+        lines[-1] += name + ":"
+    return f"{CRLF} ".join(lines)[:-1]
+
+
 def sign(message: bytes, key: DkimKey) -> bytes:
     """`message` with a DKIM-Signature (rsa-sha256, relaxed/relaxed) over the headers it has of SIGNED_HEADERS."""
-    head = message.split(b"\r\n\r\n", 1)[0].lower()
-    present = [name for name in SIGNED_HEADERS
-               if head.startswith(name.encode() + b":") or b"\r\n" + name.encode() + b":" in head]
-    signature = dkimpy.sign(message, key.selector.encode("ascii"), key.domain.encode("idna"),
-                          key.private_key_pem.encode("ascii"), canonicalize=(b"relaxed", b"relaxed"),
-                          include_headers=[name.encode("ascii") for name in present])
-    return signature + message
+    head, _, body = message.partition(b"\r\n\r\n")
+    by_name = {name.strip().lower().decode("ascii", "replace"): (name, value) for name, value in _fields(head)}
+    present = [name for name in SIGNED_HEADERS if name in by_name]  # the last of a repeated field, as §5.4.2 has it
+    body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest()).decode("ascii")
+    tags = (f" v=1; a=rsa-sha256; c=relaxed/relaxed;{CRLF} d={key.domain.encode('idna').decode('ascii')};"
+            f" s={key.selector}; t={int(time.time())};{CRLF} h={_folded_names(present)};{CRLF} bh={body_hash};{CRLF} b=")
+    signed = b"".join(relaxed_header(*by_name[name]) for name in present)
+    signed += relaxed_header(b"DKIM-Signature", tags.encode("ascii"))[:-2]  # itself, b= empty, no line end
+    signature = base64.b64encode(_rsa_key(key.private_key_pem).sign(signed, padding.PKCS1v15(), hashes.SHA256()))
+    folded = f"{CRLF} ".join(signature[i:i + 72].decode("ascii") for i in range(0, len(signature), 72))
+    return f"DKIM-Signature:{tags}{folded}{CRLF}".encode("ascii") + message
 
 
 def build_message(
@@ -165,11 +227,11 @@ def build_message(
             f"--{boundary}{CRLF}{_body_part('html', html)}"
             f"--{boundary}--{CRLF}")
     message = (head + CRLF + body).encode("ascii")
-    if dkim is not None:
-        return sign(message, dkim)
     # Base64 lines and boundaries never start with a dot or hold a lone CR or LF; the header fields
     # are checked here (a few hundred bytes), so the SMTP client need not scan the whole message.
+    # A DKIM-Signature's lines start with its name or a space.
     lines = head.split(CRLF)
-    if any(line.startswith(".") or "\r" in line or "\n" in line for line in lines):
-        return message
-    return DataReady(message)
+    ready = not any(line.startswith(".") or "\r" in line or "\n" in line for line in lines)
+    if dkim is not None:
+        message = sign(message, dkim)
+    return DataReady(message) if ready else message
