@@ -77,10 +77,17 @@ SINK = """
 import asyncio, sys
 count = 0
 EXTENSIONS = b"250-PIPELINING\\r\\n" if sys.argv[2] == "pipelining" else b""
+DELAY = float(sys.argv[3]) / 1000  # each reply this long after its command: a network's round trip
 class Sink(asyncio.Protocol):
     def connection_made(self, transport):
-        self.t, self.buf, self.data = transport, b"", False
-        transport.write(b"220 sink ESMTP\\r\\n")
+        self.t, self.buf, self.data, self.due = transport, b"", False, 0.0
+        self.reply(b"220 sink ESMTP\\r\\n")
+    def reply(self, data):
+        if not DELAY:
+            return self.t.write(data)
+        loop = asyncio.get_running_loop()
+        self.due = max(loop.time() + DELAY, self.due + 1e-6)  # in order, as TCP keeps them
+        loop.call_at(self.due, lambda: self.t.is_closing() or self.t.write(data))
     def data_received(self, chunk):
         global count
         self.buf += chunk
@@ -92,7 +99,7 @@ class Sink(asyncio.Protocol):
                     return
                 self.buf, self.data = self.buf[end + 5:], False
                 count += 1
-                self.t.write(b"250 2.0.0 OK\\r\\n")
+                self.reply(b"250 2.0.0 OK\\r\\n")
                 continue
             line, sep, rest = self.buf.partition(b"\\r\\n")
             if not sep:
@@ -100,17 +107,17 @@ class Sink(asyncio.Protocol):
             self.buf = rest
             verb = line[:4].upper()
             if verb == b"EHLO":
-                self.t.write(b"250-sink\\r\\n" + EXTENSIONS + b"250 8BITMIME\\r\\n")
+                self.reply(b"250-sink\\r\\n" + EXTENSIONS + b"250 8BITMIME\\r\\n")
             elif verb == b"DATA":
                 self.data = True
                 self.buf = b"\\r\\n" + self.buf
-                self.t.write(b"354 go on\\r\\n")
+                self.reply(b"354 go on\\r\\n")
             elif verb == b"QUIT":
                 self.t.write(b"221 bye\\r\\n")
                 self.t.close()
                 return
             else:
-                self.t.write(b"250 OK\\r\\n")
+                self.reply(b"250 OK\\r\\n")
 async def main():
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Sink, "127.0.0.1", int(sys.argv[1]))
@@ -156,16 +163,20 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--no-pipelining", action="store_true", help="a sink that does not offer PIPELINING")
+    parser.add_argument("--rtt", type=float, default=0.0,
+                        help="milliseconds the sink waits before each reply, as a relay across a network would")
     args = parser.parse_args()
 
     print(f"machine: {machine()}")
     print(f"recipients: {args.recipients:,} on {args.backend}; DKIM {'on' if args.dkim else 'off'}; "
-          f"the sink {'does not offer' if args.no_pipelining else 'offers'} PIPELINING")
+          f"the sink {'does not offer' if args.no_pipelining else 'offers'} PIPELINING"
+          + (f" and replies {args.rtt:g} ms after each command" if args.rtt else ""))
     url = fresh_database(args.backend)
     db = Database(url)
     upgrade(db.engine)
     port = 20000 + (psutil.Process().pid % 20000)
-    sink = subprocess.Popen([sys.executable, "-c", SINK, str(port), "plain" if args.no_pipelining else "pipelining"],
+    sink = subprocess.Popen([sys.executable, "-c", SINK, str(port), "plain" if args.no_pipelining else "pipelining",
+                             str(args.rtt)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"

@@ -199,6 +199,32 @@ def test_pipelining_is_used_where_the_server_offers_it(smtp_server):
     assert asyncio.run(run()) is server.handler.pipelining
 
 
+def test_with_pipelining_the_next_message_s_commands_go_with_the_dot(smtp_server, monkeypatch):
+    server, handler = smtp_server(Recipient(rcpt={"busy": "454 4.7.0 throttling"},
+                                            after_dot={"spam": "554 5.7.1 looks like spam"}))
+    writes: list[bytes] = []
+    write = Replies.write
+
+    def spy(self, data: bytes) -> None:
+        writes.append(data)
+        write(self, data)
+
+    monkeypatch.setattr(Replies, "write", spy)
+    commit, calls = allow_all()
+    outcomes = asyncio.run(_deliver(server, outgoing("a", "busy", "spam", "b", "c"), commit, connections=1))
+    assert [(o.status, o.code) for o in outcomes] == [("sent", 250), ("deferred", 454), ("sent", 554), ("sent", 250),
+                                                      ("sent", 250)]
+    assert calls == [[1], [3], [4], [5]]
+    wait_for(lambda: len(handler.received) == 3)
+    assert [e.rcpt_tos for e in handler.received] == [["a@example.com"], ["b@example.com"], ["c@example.com"]]
+    # The dot of "a" carries the refused "busy"'s commands; the dot of "spam", refused after it, carries "b"'s.
+    ahead = [w for w in writes if w.startswith(b".\r\nMAIL FROM:")]
+    if server.handler.pipelining:
+        assert [w.split(b"RCPT TO:<")[1].split(b"@")[0] for w in ahead] == [b"busy", b"b", b"c"]
+    else:
+        assert ahead == []
+
+
 def test_nothing_listening_defers(free_port):
     outcomes = asyncio.run(_deliver(type("S", (), {"port": free_port()}), outgoing("a"), allow_all()[0]))
     assert outcomes[0].status == "deferred" and "cannot connect" in outcomes[0].text
