@@ -225,6 +225,34 @@ def test_with_pipelining_the_next_message_s_commands_go_with_the_dot(smtp_server
         assert ahead == []
 
 
+class _RefuseAndClose(asyncio.Protocol):
+    """A server that offers PIPELINING, answers MAIL with 421 and closes at once, as a busy relay does."""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(b"220 busy.example ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        for line in data.split(b"\r\n"):
+            if line.upper().startswith(b"EHLO"):
+                self.transport.write(b"250-busy.example\r\n250 PIPELINING\r\n")
+            elif line.upper().startswith(b"MAIL"):
+                self.transport.write(b"421 4.7.0 too many connections, closing\r\n")
+                self.transport.close()
+                return
+
+
+def test_a_pipelined_refusal_before_the_server_closes_is_the_outcome():
+    async def run():
+        server = await asyncio.get_running_loop().create_server(_RefuseAndClose, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server, SmtpPool("127.0.0.1", port, connections=1, timeout=5, local_hostname="test.local") as smtp:
+            return await smtp.deliver(outgoing("a"), allow_all()[0])
+
+    [outcome] = asyncio.run(run())
+    assert (outcome.status, outcome.code, outcome.text) == ("deferred", 421, "4.7.0 too many connections, closing")
+
+
 def test_nothing_listening_defers(free_port):
     outcomes = asyncio.run(_deliver(type("S", (), {"port": free_port()}), outgoing("a"), allow_all()[0]))
     assert outcomes[0].status == "deferred" and "cannot connect" in outcomes[0].text

@@ -257,11 +257,11 @@ class SmtpConnection:
         if ahead is not None and ahead != (mail_from, to):  # never, as `SmtpPool` uses it: start afresh
             self.abandon()
             raise aiosmtplib.SMTPServerDisconnected("the commands sent ahead were for another message")
-        if ahead is not None:  # sent with the last message's dot: only their replies are left to read
-            answers = [await replies.reply() for _ in commands]
-        elif self.pipelining:
-            replies.write(b"".join(commands))
-            answers = [await replies.reply() for _ in commands]
+        if ahead is not None or self.pipelining:
+            if ahead is None:
+                replies.write(b"".join(commands))
+            # else they went with the last message's dot: only their replies are left to read
+            answers = await self._answers(replies, expected)
         else:
             answers = []
             for command, codes in zip(commands, expected, strict=True):
@@ -277,6 +277,19 @@ class SmtpConnection:
         self.in_data = True
         replies.write(data)
         await self._flushed()
+
+    @staticmethod
+    async def _answers(replies: Replies, expected: tuple[tuple[int, ...], ...]) -> list[tuple[int, str]]:
+        """The replies to pipelined commands. A server that refuses one and closes the connection (421)
+        leaves fewer replies than commands: its refusal, not the lost connection, is then the answer."""
+        answers: list[tuple[int, str]] = []
+        try:
+            for _ in expected:
+                answers.append(await replies.reply())
+        except (SMTPException, OSError):
+            if all(code in codes for (code, _), codes in zip(answers, expected, strict=False)):
+                raise
+        return answers
 
     async def finish(self, then: tuple[str, str] | None = None) -> tuple[int, str]:
         """Write the terminating dot and read the server's verdict on the message.
