@@ -17,7 +17,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -165,16 +165,17 @@ class Pass:
                         username=self.settings.smtp_username, password=self.settings.smtp_password,
                         connections=self.settings.smtp_connections, timeout=self.settings.smtp_timeout)
         # The waves' commits, one every few messages, share one connection for the whole pass.
-        async with pool, self._wave_connection(autocommit=not prepared.limits):
-            while not self.stop.is_set():
-                if self.to_record >= RECORD_EVERY or time.monotonic() >= self.record_at:
-                    self._record(prepared)
-                wait = await self._one_batch(prepared, pool)
-                if wait is None:
-                    continue
-                if wait > MAX_NAP or wait < timedelta(0):
-                    break
-                await asyncio.sleep(wait.total_seconds())
+        with self._wave_connection(autocommit=not prepared.limits):
+            async with pool:
+                while not self.stop.is_set():
+                    if self.to_record >= RECORD_EVERY or time.monotonic() >= self.record_at:
+                        self._record(prepared)
+                    wait = await self._one_batch(prepared, pool)
+                    if wait is None:
+                        continue
+                    if wait > MAX_NAP or wait < timedelta(0):
+                        break
+                    await asyncio.sleep(wait.total_seconds())
         self._record(prepared)
         return self.report
 
@@ -228,8 +229,8 @@ class Pass:
             self.report.skipped += len(outbox.finish(session, over, self.token, "skipped", "frequency cap"))
         return [m for m in claimed if m.contact_id in reachable and m.contact_id not in capped]
 
-    @contextlib.asynccontextmanager
-    async def _wave_connection(self, *, autocommit: bool) -> AsyncIterator[None]:
+    @contextlib.contextmanager
+    def _wave_connection(self, *, autocommit: bool) -> Iterator[None]:
         """With `autocommit`, each wave's one statement is its own transaction: no BEGIN and COMMIT
         round trips to PostgreSQL, which took more than half of a wave's time there."""
         with self.db.engine.connect() as connection:

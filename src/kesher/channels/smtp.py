@@ -433,7 +433,7 @@ class SmtpPool:
     async def _wave(self, wave: list[Outgoing], commit: Commit, following: list[Outgoing]) -> dict[int, Outcome]:
         """One wave; `following` is the next one, whose i-th message goes on the i-th connection too."""
         pairs = list(zip(await self._connections(len(wave)), wave, strict=True))
-        after = {id(connection): (message.mail_from, message.to)
+        after = {connection: (message.mail_from, message.to)
                  for (connection, _), message in zip(pairs, following, strict=False) if _plain_envelope(message)}
         try:
             started = await asyncio.gather(*(self._start(c, m) for c, m in pairs))
@@ -449,7 +449,7 @@ class SmtpPool:
             # The dots are written by the first step of each task, all before the event loop next looks
             # at any socket: the moment a message is recorded as sent and the moment it is handed over
             # stay microseconds apart.
-            finished = await asyncio.gather(*(self._finish(c, m, after.get(id(c))) for c, m in ready if m.id in allowed))
+            finished = await asyncio.gather(*(self._finish(c, m, after.get(c)) for c, m in ready if m.id in allowed))
             outcomes.update((o.id, o) for o in finished)
             return outcomes
         finally:
