@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -75,13 +76,22 @@ def test_a_worker_killed_mid_campaign_and_restarted_sends_everyone_exactly_once(
     with database.session() as session:
         campaign_id, _ = make_campaign(session, workspace, total)
         service.send(session, session.get_one(Workspace, workspace.id), campaign_id)
-    smtp_server.delay = 0.02  # about a second and a half of sending on two connections
-    env = _env(database, smtp_server, tmp_path)
+    smtp_server.delay = 0.04  # each reply after a dot comes 40 ms late: about 2.5 s of sending on two connections
+    env = _env(database, smtp_server, tmp_path) | {"KESHER_SEND_PASSES": "1"}
     first, _ = _worker(env, tmp_path, "first")
+
+    def kill_mid_batch(item: object) -> None:
+        # 10 ms after the 24th message arrives (batches of 10), the worker waits for the replies to a
+        # wave's dots: that wave is recorded as sent and taken, the rest of its batch stays claimed by
+        # the worker about to die, and the next wave's MAIL, RCPT and DATA went out with the dots. A
+        # kill in the fraction of a millisecond between a wave's commit and its dots would lose that
+        # wave, as `kesher.channels.smtp` says; the test does not aim at that instant (so one pass).
+        if len(smtp_server.received) == 24:
+            threading.Timer(0.01, first.send_signal, (signal.SIGKILL,)).start()
+
+    smtp_server.on_receive = kill_mid_batch
     try:
-        _wait(lambda: len(smtp_server.received) >= 30, 60, "the first messages")
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        _wait(lambda: first.poll() is not None, 60, "the worker to be killed")
     finally:
         if first.poll() is None:
             first.kill()

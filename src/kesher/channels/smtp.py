@@ -11,7 +11,10 @@ without a dot for the others. A server takes responsibility for a message only a
 - a worker killed after the commit has its messages marked sent; each dot is written to the
   socket at once, so the server gets it even if the process dies a moment later.
 
-At worst a message is lost (killed between commit and dot), never sent twice.
+At worst a message is lost, never sent twice: a worker killed between the commit and the dots loses
+that wave (one message per connection at most). The window is the microseconds between the commit
+returning and the writes, and on PostgreSQL also the commit itself (a fraction of a millisecond),
+which the server completes even if its client dies meanwhile.
 
 An SMTP connection carries one transaction at a time, so a message held open before the commit
 occupies a connection: `deliver` works in waves of at most `connections` messages, one `commit`
