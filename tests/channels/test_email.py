@@ -87,6 +87,14 @@ def test_bodies_of_any_length_come_back_whole_in_lines_of_76(size):
     assert parse(raw).get_body(("html",)).get_content() == html + "\r\n"
 
 
+@pytest.mark.parametrize(("text", "canonical"), [
+    ("a\nb", "a\r\nb\r\n"), ("a\r\nb\r\n", "a\r\nb\r\n"), ("a\rb\n\n", "a\r\nb\r\n\r\n"), ("", "\r\n"),
+    ("a\r\n\r\rb", "a\r\n\r\n\r\nb\r\n"), ("שורה\u2028אותה שורה\x0c", "שורה\u2028אותה שורה\x0c\r\n")])
+def test_a_body_has_crlf_line_breaks_where_it_had_cr_lf_or_crlf(text, canonical):
+    bodies = [part.get_payload(decode=True).decode() for part in parse(build(text=text, html=text)).iter_parts()]
+    assert bodies == [canonical, canonical]
+
+
 def test_no_https_address_means_no_one_click_header():
     message = parse(build(list_unsubscribe_url=None))
     assert message["List-Unsubscribe"] == "<mailto:unsubscribe+42@teva.co.il>"

@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kesher.errors import ValidationError
 from kesher.messages.context import sample_context
 from kesher.messages.products import ProductItem
-from kesher.messages.render import Content, Renderer
+from kesher.messages.render import Content, Renderer, _tidy
+from kesher.messages.templates import build
 
 UNSUBSCRIBE = "https://example.invalid/u/sample"
 
@@ -161,3 +164,36 @@ def test_jinja_inside_tags_falls_back_to_converting_each_message_with_the_same_r
     rendered = renderer.render(sample_context())
     assert re.search(r'<p class="a" title="x" style="color: red;[^"]*">שלום דנה</p>', rendered.html)
     assert rendered.text.startswith("שלום דנה\n")
+
+
+# The plain-text part is tidied twice: its template's source once, when compiled, and each message.
+# Both must give what tidying the message alone gives, on any text and any template.
+_WHITESPACE = st.sampled_from(["a", "ב", " ", "\t", "\n", "\n", "\n", "\r", "\xa0", "\u2003", "\x0c", "\x85"])
+
+
+def _tidy_by_lines(text: str) -> str:
+    return re.sub(r"\n\n\n+", "\n\n", "\n".join(line.rstrip() for line in text.split("\n"))).strip() + "\n"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_WHITESPACE, max_size=16).map("".join))
+def test_tidy_gives_what_stripping_every_line_gives(text: str) -> None:
+    assert _tidy(text) == _tidy_by_lines(text)
+
+
+_PIECES = st.recursive(
+    st.sampled_from(["a", "ב ", " ", "  \n", "\n", "\n\n\n", "{{ v }}", "{{ w }}"]),
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=2, max_size=4).map("".join),
+        inner.map(lambda body: "{% if x %}" + body + "{% endif %}"),
+        inner.map(lambda body: "{%- if y -%}" + body + "{%- endif %}\n"),
+        inner.map(lambda body: "{% for i in items %}" + body + "{% endfor %}  \n")),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_PIECES, st.sampled_from(["", "x", "x \n\n\n", "\n  \n"]), st.booleans(), st.booleans())
+def test_a_text_template_tidied_at_compile_time_renders_as_tidied_after(source: str, value: str, x: bool,
+                                                                        y: bool) -> None:
+    context = {"v": value, "w": "ב  ", "x": x, "y": y, "items": [1, 2]}
+    assert _tidy(build(_tidy(source), "text").render(context)) == _tidy(build(source, "text").render(context))

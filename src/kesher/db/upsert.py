@@ -155,12 +155,24 @@ def _with_defaults(table: Table, rows: Sequence[dict[str, Any]]) -> Sequence[dic
 
 
 def _sqlite_text_time(value: datetime | None) -> str | None:
-    """A datetime as SQLAlchemy's SQLite DATETIME stores it (UTC, microseconds, no zone), in one C call."""
+    """A datetime as SQLAlchemy's SQLite DATETIME stores it (UTC, microseconds, no zone), in one C call.
+
+    The rows of a batch mostly share their times (a wave's messages were sent at one instant, a call's
+    events received at one), so the last conversion is kept: comparing is twenty times cheaper."""
     if value is None:
         return None
+    global _last_time
+    last, text = _last_time
+    if value == last:  # the same instant (an aware and a naive datetime are never equal)
+        return text
     if value.tzinfo is None:
         raise ValueError("naive datetime given; Kesher stores aware UTC datetimes only")
-    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+    text = value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+    _last_time = (value, text)  # one assignment: threads sharing it see one pair or the other
+    return text
+
+
+_last_time: tuple[datetime, str] = (datetime(1970, 1, 1, tzinfo=UTC), "1970-01-01 00:00:00.000000")
 
 
 def _as_json(value: Any) -> str:
