@@ -109,6 +109,16 @@ def test_a_batch_larger_than_the_pool_goes_in_waves_one_commit_each(smtp_server)
     wait_for(lambda: len(handler.received) == 5)
 
 
+def test_the_handoff_works_on_uvloop_too(smtp_server):
+    """uvloop (which uvicorn runs on where it is installed) has transports of its own classes."""
+    uvloop = pytest.importorskip("uvloop")
+    server, handler = smtp_server()
+    commit, calls = allow_all()
+    outcomes = uvloop.run(_deliver(server, outgoing(*"abc"), commit, connections=2))
+    assert [o.status for o in outcomes] == ["sent"] * 3
+    wait_for(lambda: len(handler.received) == 3)
+
+
 def test_a_connection_lost_before_the_commit_defers_and_delivers_nothing(smtp_server):
     server, handler = smtp_server()
 

@@ -226,7 +226,7 @@ class SmtpConnection:
             except SMTPHeloError:
                 await self.client.helo()
         transport = self.client.transport
-        if not isinstance(transport, asyncio.Transport):
+        if transport is None or transport.is_closing():  # uvloop's transports are not asyncio.Transport's subclasses
             raise aiosmtplib.SMTPServerDisconnected("connection lost")
         self.pipelining = self.client.supports_extension("pipelining")
         self.smtputf8 = self.client.supports_extension("smtputf8")
