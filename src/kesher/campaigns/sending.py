@@ -242,13 +242,14 @@ class Pass:
     def _commit(self, p: _Prepared) -> Any:
         async def commit(ids: list[int]) -> set[int]:
             now = utcnow()
-            # Once per wave of a few messages: Core on the pass's connection, without a Session's bookkeeping.
-            with self._turn(), self.connection.begin():
-                if not p.limits:  # nothing sent before counts: one statement checks the status and records
+            # Once per wave of a few messages, on the pass's connection, without a Session's bookkeeping.
+            with self._turn():
+                if not p.limits:  # nothing sent before counts: one statement, its own transaction, checks and records
                     recorded = outbox.mark_sent(self.connection, ids, self.token, now, p.domain,
                                                 campaign_id=self.campaign_id)
                 else:
-                    recorded = self._counted(p, ids, now)
+                    with self.connection.begin():
+                        recorded = self._counted(p, ids, now)
             self.recorded |= recorded
             return recorded
         return commit

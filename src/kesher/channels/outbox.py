@@ -14,17 +14,21 @@ worker sends them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Select, String, and_, bindparam, false, func, literal, select, update
+from sqlalchemy import (BigInteger, Connection, Dialect, Select, String, and_, any_, bindparam, false, func,
+                        literal_column, null, select, update)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from kesher.campaigns.models import Campaign
 from kesher.channels.models import OutboxMessage
-from kesher.db.upsert import dialect_insert, generic_plans
+from kesher.db.upsert import dialect_insert, generic_plans, sqlite_text_time
 
 OUTBOX = OutboxMessage.__table__
 MAX_ATTEMPTS = 8
@@ -86,21 +90,30 @@ def message_id(outbox_id: int, domain: str) -> str:
     return f"<kesher.{outbox_id}@{domain}>"
 
 
-# Built once: a statement built anew costs more than SQLite takes to run it, and this one runs once
-# for every few messages sent (each wave of the SMTP pool).
-_MARK_SENT = (
-    update(OUTBOX)
-    .where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)), OUTBOX.c.claim_token == bindparam("token"),
-           OUTBOX.c.status == "sending")
-    .values(status="sent", sent_at=bindparam("now"), claim_token=None, claimed_until=None, error="",
-            message_id=literal("<kesher.") + func.cast(OUTBOX.c.id, String) + bindparam("domain_end"))
-    .returning(OUTBOX.c.id))
+@cache
+def _mark_sent_sql(dialect: Dialect, if_sending: bool) -> tuple[str, tuple[str, ...] | None]:
+    """`mark_sent`'s statement as its driver takes it (the SQL, and the order of its ? parameters), made once.
 
-
-# The same, in one statement with the check that the campaign is still sending: for a wave that need
-# not count what was sent before it (no pace, no window), there is nothing to lock the campaign for.
-_MARK_SENT_IF_SENDING = _MARK_SENT.where(
-    select(Campaign.status).where(Campaign.id == bindparam("the_campaign")).scalar_subquery() == "sending")
+    It runs once for every few messages sent (each wave of the SMTP pool), where SQLAlchemy's own
+    work per execution (its compiled cache, an IN list expanded into one parameter per id, a bind
+    processor per value, a result object) cost more than the statement: given to the driver, the
+    ids in one array (PostgreSQL) or one JSON text (SQLite), a wave is recorded in half the CPU time.
+    """
+    if dialect.name == "postgresql":
+        ids = OUTBOX.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
+    else:
+        ids = OUTBOX.c.id.in_(select(literal_column("value")).select_from(func.json_each(bindparam("ids"))))
+    stmt = (update(OUTBOX)
+            .where(ids, OUTBOX.c.claim_token == bindparam("token"), OUTBOX.c.status == literal_column("'sending'"))
+            .values(status=literal_column("'sent'"), sent_at=bindparam("now"), claim_token=null(), claimed_until=null(),
+                    error=literal_column("''"), message_id=literal_column("'<kesher.'", String)
+                    + func.cast(OUTBOX.c.id, String) + bindparam("domain_end", type_=String))
+            .returning(OUTBOX.c.id))
+    if if_sending:  # in the same statement, so that a wave that counts nothing before it locks nothing
+        stmt = stmt.where(select(Campaign.status).where(Campaign.id == bindparam("the_campaign")).scalar_subquery()
+                          == literal_column("'sending'"))
+    compiled = stmt.compile(dialect=dialect)
+    return str(compiled), compiled.positiontup
 
 
 def mark_sent(session: Session | Connection, ids: Sequence[int], token: str, now: datetime, domain: str, *,
@@ -110,10 +123,17 @@ def mark_sent(session: Session | Connection, ids: Sequence[int], token: str, now
     With `campaign_id`, only while that campaign is sending (a pause or a cancel records none)."""
     if not ids:
         return set()
-    values = {"ids": list(ids), "token": token, "now": now, "domain_end": f"@{domain}>"}
-    if campaign_id is None:
-        return set(session.scalars(_MARK_SENT, values))
-    return set(session.scalars(_MARK_SENT_IF_SENDING, values | {"the_campaign": campaign_id}))
+    if isinstance(session, Session):
+        session.flush()
+    connection = session.connection() if isinstance(session, Session) else session
+    sql, order = _mark_sent_sql(connection.dialect, campaign_id is not None)
+    sqlite = connection.dialect.name == "sqlite"
+    values = {"ids": json.dumps(list(ids)) if sqlite else list(ids), "token": token,
+              "now": sqlite_text_time(now) if sqlite else now, "domain_end": f"@{domain}>", "the_campaign": campaign_id}
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    rows = driver.execute(sql, [values[name] for name in order] if order else values).fetchall()
+    return {row[0] for row in rows}
 
 
 def release(session: Session, ids: Sequence[int], token: str, not_before: datetime) -> None:

@@ -154,7 +154,7 @@ def _with_defaults(table: Table, rows: Sequence[dict[str, Any]]) -> Sequence[dic
     return [{**row, **fixed, **{name: make(None) for name, make in made}} for row in rows]
 
 
-def _sqlite_text_time(value: datetime | None) -> str | None:
+def sqlite_text_time(value: datetime | None) -> str | None:
     """A datetime as SQLAlchemy's SQLite DATETIME stores it (UTC, microseconds, no zone), in one C call.
 
     The rows of a batch mostly share their times (a wave's messages were sent at one instant, a call's
@@ -192,7 +192,7 @@ def _sqlite_cells(table: Table, columns: tuple[str, ...]) -> Callable[[dict[str,
     for name in columns:
         kind = table.c[name].type
         if type(kind) is UTCDateTime:
-            convert.append(_sqlite_text_time)
+            convert.append(sqlite_text_time)
         elif type(kind) is JSON:
             convert.append(_as_json)
         elif type(kind) in (Integer, BigInteger, String, Float):
