@@ -21,6 +21,8 @@ import pytest
 from kesher.accounts.models import Workspace
 from kesher.campaigns import service
 from kesher.campaigns.models import Campaign
+from kesher.channels import outbox
+from kesher.db.base import utcnow
 
 from .conftest import make_campaign
 
@@ -60,6 +62,11 @@ def _status(database, campaign_id: int) -> str:
         return session.get_one(Campaign, campaign_id).status
 
 
+def _live_claimers(database, campaign_id: int) -> int:
+    with database.session() as session:
+        return outbox.live_claimers(session, campaign_id, utcnow())
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
@@ -76,7 +83,7 @@ def test_a_worker_killed_mid_campaign_and_restarted_sends_everyone_exactly_once(
     with database.session() as session:
         campaign_id, _ = make_campaign(session, workspace, total)
         service.send(session, session.get_one(Workspace, workspace.id), campaign_id)
-    smtp_server.delay = 0.04  # each reply after a dot comes 40 ms late: about 2.5 s of sending on two connections
+    smtp_server.delay = 0.1  # each reply after a dot comes 100 ms late, until the kill
     env = _env(database, smtp_server, tmp_path) | {"KESHER_SEND_PASSES": "1"}
     first, _ = _worker(env, tmp_path, "first")
 
@@ -97,6 +104,10 @@ def test_a_worker_killed_mid_campaign_and_restarted_sends_everyone_exactly_once(
             first.kill()
     at_kill = len(smtp_server.received)
     assert at_kill < total, "the worker finished before it could be killed"
+    smtp_server.delay = 0.0
+    # A worker starts a pass on a campaign some other pass holds messages of only once that pass's
+    # claims have expired (a lease of 2 s here), at a tick: at start-up, then each minute.
+    _wait(lambda: _live_claimers(database, campaign_id) == 0, 10, "the dead worker's claims to expire")
     second, log = _worker(env, tmp_path, "second")
     try:
         _wait(lambda: _status(database, campaign_id) == "sent", 90, f"the campaign to finish ({log.read_text()[-2000:]})")
