@@ -160,6 +160,14 @@ def _resume(settings: Settings) -> None:
     resumed = resume_interrupted(database(url), lambda job: queue(settings).enqueue("import_contacts", url, job))
     if resumed:
         log.info("resumed interrupted imports %s", resumed)
+    db = database(url)
+    if db.dialect == "sqlite":  # this is its only worker: what is claimed was claimed by one that died
+        from kesher.channels import outbox
+
+        with db.session() as session:
+            released = outbox.release_all(session)
+        if released:
+            log.info("gave back %s messages a stopped worker had claimed", released)
     _tick_campaigns(url, lambda campaign: queue(settings).enqueue("send_campaign", url, campaign))
 
 

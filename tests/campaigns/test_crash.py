@@ -85,6 +85,8 @@ def test_a_worker_killed_mid_campaign_and_restarted_sends_everyone_exactly_once(
         service.send(session, session.get_one(Workspace, workspace.id), campaign_id)
     smtp_server.delay = 0.1  # each reply after a dot comes 100 ms late, until the kill
     env = _env(database, smtp_server, tmp_path) | {"KESHER_SEND_PASSES": "1"}
+    if database.dialect == "sqlite":
+        env["KESHER_SEND_LEASE_SECONDS"] = "300"  # the default: only the new worker's start frees the claims
     first, _ = _worker(env, tmp_path, "first")
 
     def kill_mid_batch(item: object) -> None:
@@ -105,9 +107,13 @@ def test_a_worker_killed_mid_campaign_and_restarted_sends_everyone_exactly_once(
     at_kill = len(smtp_server.received)
     assert at_kill < total, "the worker finished before it could be killed"
     smtp_server.delay = 0.0
-    # A worker starts a pass on a campaign some other pass holds messages of only once that pass's
-    # claims have expired (a lease of 2 s here), at a tick: at start-up, then each minute.
-    _wait(lambda: _live_claimers(database, campaign_id) == 0, 10, "the dead worker's claims to expire")
+    if database.dialect == "sqlite":
+        # The only worker of a SQLite database gives back, as it starts, what a dead one had claimed.
+        assert _live_claimers(database, campaign_id) == 1
+    else:
+        # Among several workers, a pass starts on a campaign another pass holds messages of only once
+        # that pass's claims have expired (a lease of 2 s here), at a tick: at start-up, then each minute.
+        _wait(lambda: _live_claimers(database, campaign_id) == 0, 10, "the dead worker's claims to expire")
     second, log = _worker(env, tmp_path, "second")
     try:
         _wait(lambda: _status(database, campaign_id) == "sent", 90, f"the campaign to finish ({log.read_text()[-2000:]})")

@@ -62,6 +62,26 @@ def test_marked_sent_with_its_campaign_only_while_the_campaign_is_sending(sessio
     assert outbox.counts(session, campaign.id) == {"sent": 2, "sending": 2}
 
 
+def test_release_all_gives_back_every_claim_of_a_campaign_under_way_and_nothing_else(session, workspace) -> None:
+    campaigns = {}
+    for status in ("sending", "paused", "sent"):
+        campaigns[status] = Campaign(workspace_id=workspace.id, name=status, status=status)
+        session.add(campaigns[status])
+    session.flush()
+    held = {}
+    for status, campaign in campaigns.items():
+        _fill(session, workspace, 3, campaign.id)
+        held[status] = [m.id for m in outbox.claim(session, campaign.id, "a" * 32, limit=3, lease=LEASE, now=NOW)]
+        outbox.mark_sent(session, held[status][:1], "a" * 32, NOW, "example.com")
+    assert outbox.release_all(session) == 4
+    assert outbox.counts(session, campaigns["sending"].id) == {"sent": 1, "queued": 2}
+    assert outbox.counts(session, campaigns["paused"].id) == {"sent": 1, "queued": 2}
+    assert outbox.counts(session, campaigns["sent"].id) == {"sent": 1, "sending": 2}
+    # The dead holder records nothing now; whoever claims them next may.
+    assert outbox.mark_sent(session, held["sending"], "a" * 32, NOW, "example.com") == set()
+    assert len(outbox.claim(session, campaigns["sending"].id, "b" * 32, limit=3, lease=LEASE, now=NOW)) == 2
+
+
 def test_an_expired_claim_is_taken_over_and_the_old_holder_loses_it(session, workspace) -> None:
     campaign = CAMPAIGN + workspace.id
     _fill(session, workspace, 3, campaign)

@@ -9,7 +9,7 @@ claim is taken with `FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite has a single 
 workers never hold the same row; and a row becomes `sent` in the database *before* the message is
 finally handed over (the SMTP end-of-data), by the worker whose claim it still is. A worker that
 dies holding claims leaves rows whose message no server accepted; once the claim expires another
-worker sends them.
+worker sends them (on SQLite, the next worker to start gives them back at once: `release_all`).
 """
 
 from __future__ import annotations
@@ -144,6 +144,20 @@ def release(session: Session, ids: Sequence[int], token: str, not_before: dateti
     if ids:
         session.execute(update(OUTBOX).where(_mine(ids, token))
                         .values(status="queued", not_before=not_before, claim_token=None, claimed_until=None))
+
+
+def release_all(session: Session) -> int:
+    """Give back every claim on the messages of campaigns under way; how many.
+
+    For the start of the only worker of a SQLite database (`kesher.worker`): a claim found then was
+    left by a process that died, and would otherwise hold its messages until its lease ran out. No
+    server took any of them (a claimed message is recorded `sent` before its dot). Were a pass still
+    at work after all (`kesher campaign send` in another process), its commit would find its claims
+    gone and send none of them: work lost, never a message twice.
+    """
+    under_way = select(Campaign.id).where(Campaign.status.in_(("sending", "paused")))
+    return session.execute(update(OUTBOX).where(OUTBOX.c.campaign_id.in_(under_way), OUTBOX.c.status == "sending")
+                           .values(status="queued", claim_token=None, claimed_until=None)).rowcount or 0
 
 
 def unsend(session: Session, message_id: int, error: str, now: datetime, *, permanent: bool,
