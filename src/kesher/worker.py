@@ -157,10 +157,10 @@ def _resume(settings: Settings) -> None:
     from kesher.contacts.importer import resume_interrupted
 
     url = settings.database_url
-    resumed = resume_interrupted(database(url), lambda job: queue(settings).enqueue("import_contacts", url, job))
+    db = database(url)
+    resumed = resume_interrupted(db, lambda job: queue(settings).enqueue("import_contacts", url, job))
     if resumed:
         log.info("resumed interrupted imports %s", resumed)
-    db = database(url)
     if db.dialect == "sqlite":  # this is its only worker: what is claimed was claimed by one that died
         from kesher.channels import outbox
 
