@@ -161,9 +161,9 @@ def _text_source(html_source: str) -> str:
 
 def _tidy(text: str) -> str:
     """No trailing spaces, at most one blank line in a row (blocks a contact does not see leave some)."""
-    if not _SPACE_BEFORE_BREAK.search(text):  # no line to strip: splitting into lines and back is not needed
-        return _BLANK_LINES.sub("\n\n", text).strip() + "\n"
-    return _BLANK_LINES.sub("\n\n", "\n".join([line.rstrip() for line in text.split("\n")])).strip() + "\n"
+    if _SPACE_BEFORE_BREAK.search(text):  # only then is splitting into lines and back worth its cost
+        text = "\n".join([line.rstrip() for line in text.split("\n")])
+    return _BLANK_LINES.sub("\n\n", text).strip() + "\n"
 
 
 class Renderer:
