@@ -1,5 +1,6 @@
 """Bulk inserts (COPY on PostgreSQL) store every row and leave the session as they found it."""
 
+import json
 import uuid
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
@@ -82,11 +83,26 @@ def test_bulk_rows_are_stored_exactly_as_single_inserts_store_them(database):
             typed = [dict(r._mapping) for r in session.execute(select(table).order_by(table.c.n))]
         half = len(rows)
         assert as_text[:half] == [(str(int(n) - 1000), *rest) for n, *rest in as_text[half:]]
+        if database.engine.dialect.name == "sqlite":  # (PostgreSQL hands jsonb back parsed)
+            assert as_text[1][4] == '{"i":1,"x":[1.5,null,"א"]}'  # compact, Hebrew as it is
         assert typed[:half] == [{**r, "at": r["at"] and r["at"].astimezone(israel)} for r in typed[:half]]
         assert [r["at"] for r in typed[:half]] == [r["at"] for r in rows]
         assert [r["data"] for r in typed[:half]] == [r["data"] for r in rows]
     finally:
         table.drop(database.engine)
+
+
+def test_json_text_is_compact_utf8_and_refuses_what_json_cannot_hold():
+    import pytest
+    from pydantic_core import PydanticSerializationError
+
+    from kesher.db.base import json_text
+
+    assert json_text({"שם": "דנה", "n": [1.5, None, True], 3: "x"}) == '{"שם":"דנה","n":[1.5,null,true],"3":"x"}'
+    assert json.loads(json_text({"big": 10**30, "tiny": 1e-7, "sum": 0.1 + 0.2})) == \
+        {"big": 10**30, "tiny": 1e-7, "sum": 0.1 + 0.2}
+    with pytest.raises(PydanticSerializationError):
+        json_text({"x": object()})
 
 
 def test_a_column_left_to_its_default_gets_it_in_bulk(database):

@@ -7,8 +7,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from psycopg.types.array import ListBinaryDumper
+from psycopg.types.json import set_json_dumps
+from pydantic_core import to_json
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+from kesher.db.base import json_text
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -44,6 +48,7 @@ def _psycopg_binary_arrays(dbapi_conn: Any, _record: Any) -> None:
     """Python lists go to PostgreSQL as binary arrays, five times cheaper to write than psycopg's default
     text form (which quotes every element in Python): bulk merges send a column of rows as one array."""
     dbapi_conn.adapters.register_dumper(list, ListBinaryDumper)
+    set_json_dumps(to_json, context=dbapi_conn)  # JSON columns written by COPY: as `json_text` writes them
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -51,7 +56,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # Kesher ships psycopg 3; a bare URL would ask some SQLAlchemy versions for psycopg2.
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
+        engine = create_engine(url, connect_args={"check_same_thread": False}, json_serializer=json_text, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "savepoint", _sqlite_begin_before_savepoint)
         return engine
@@ -60,7 +65,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # and cached data rather than spinning disks, or thousands of index look-ups of identifiers
     # are planned as full scans.
     connect_args = {"options": "-c plan_cache_mode=force_custom_plan -c random_page_cost=1.1"}
-    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, json_serializer=json_text, **kwargs)
     event.listen(engine, "connect", _psycopg_binary_arrays)
     return engine
 

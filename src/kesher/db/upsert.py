@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
-from kesher.db.base import UTCDateTime
+from kesher.db.base import UTCDateTime, json_text
 
 
 def dialect_insert(session: Session, table: Table) -> Any:
@@ -175,10 +174,6 @@ def sqlite_text_time(value: datetime | None) -> str | None:
 _last_time: tuple[datetime, str] = (datetime(1970, 1, 1, tzinfo=UTC), "1970-01-01 00:00:00.000000")
 
 
-def _as_json(value: Any) -> str:
-    return json.dumps(value)  # None too: SQLAlchemy's JSON stores it as the JSON null
-
-
 @cache
 def _sqlite_cells(table: Table, columns: tuple[str, ...]) -> Callable[[dict[str, Any]], tuple[Any, ...]] | None:
     """A function giving a row's values as sqlite3 takes them, for these columns of the table; None
@@ -194,7 +189,7 @@ def _sqlite_cells(table: Table, columns: tuple[str, ...]) -> Callable[[dict[str,
         if type(kind) is UTCDateTime:
             convert.append(sqlite_text_time)
         elif type(kind) is JSON:
-            convert.append(_as_json)
+            convert.append(json_text)  # None too: SQLAlchemy's JSON stores it as the JSON null
         elif type(kind) in (Integer, BigInteger, String, Float):
             convert.append(None)
         else:
