@@ -49,9 +49,12 @@ def _postgres_database(tmp_name: str) -> tuple[str, object]:
 
 @pytest.fixture(autouse=True)
 def _collector_unfrozen() -> Iterator[None]:
-    """Commands run in this process freeze what it holds (memory.settle); a test leaves it as it found it."""
+    """Commands run in this process freeze what it holds and space out young collections (memory.settle);
+    a test leaves the collector as it found it."""
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
