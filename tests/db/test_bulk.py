@@ -173,3 +173,20 @@ def test_update_rows_writes_each_row_by_its_key_and_leaves_the_rest(database):
         assert all(stored[i][0] == (f"אחרי {i}" if i % 2 == 0 else "לפני") for i in range(FEW_ROWS * 2) if i != 4)
     finally:
         table.drop(database.engine)
+
+
+def test_generic_plans_nest_and_restore_the_engine_setting(database):
+    from kesher.db.upsert import generic_plans
+
+    postgresql = database.engine.dialect.name == "postgresql"
+    with database.session() as session:
+        def mode() -> str | None:
+            return session.scalar(text("SELECT current_setting('plan_cache_mode')")) if postgresql else None
+
+        with generic_plans(session):  # nothing at all on SQLite
+            assert mode() == ("force_generic_plan" if postgresql else None)
+            with generic_plans(session):
+                assert mode() == ("force_generic_plan" if postgresql else None)
+            assert mode() == ("force_generic_plan" if postgresql else None)
+        assert mode() == ("force_custom_plan" if postgresql else None)
+        assert "generic_plans" not in session.info

@@ -112,15 +112,24 @@ def insert_new(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -
 def generic_plans(session: Session) -> Iterator[None]:
     """PostgreSQL plans the statements run inside once, generically, within this transaction.
 
-    Each row a bulk write inserts has its foreign keys checked by a query of its own. Under the
-    custom plans the engine asks for (db/session.py) every check is planned afresh, which cost
-    PostgreSQL twice the insert itself; its one generic plan is a primary-key look-up.
+    Each row a bulk write inserts has its foreign keys checked by a query of its own, and so has
+    each row an UPDATE changes if this transaction inserted it (the rollup rows of new contacts).
+    Under the custom plans the engine asks for (db/session.py) every check is planned afresh, which
+    cost PostgreSQL twice the insert itself; its one generic plan is a primary-key look-up. Nothing
+    on SQLite, and nothing more inside another `generic_plans`.
     """
+    if session.get_bind().dialect.name != "postgresql" or session.info.get("generic_plans"):
+        yield
+        return
     driver = session.connection().connection.driver_connection
     with driver.cursor() as cursor:
         old = cursor.execute("SELECT current_setting('plan_cache_mode'), "
                              "set_config('plan_cache_mode', 'force_generic_plan', true)").fetchone()[0]  # type: ignore[index]
-    yield
+    session.info["generic_plans"] = True
+    try:
+        yield
+    finally:
+        del session.info["generic_plans"]
     with driver.cursor() as cursor:
         cursor.execute("SELECT set_config('plan_cache_mode', %s, true)", (old,))
 

@@ -20,7 +20,7 @@ from kesher.contacts.normalize import normalize_email, normalize_phone
 from kesher.contacts.upsert import upsert_contacts
 from kesher.db import Database
 from kesher.db.base import utcnow
-from kesher.db.upsert import insert_new, insert_with_ids, lookup, same_workspace
+from kesher.db.upsert import generic_plans, insert_new, insert_with_ids, lookup, same_workspace
 from kesher.errors import ValidationError
 from kesher.events import lifecycle, rollups
 from kesher.events.models import Event, PurchaseItem
@@ -208,7 +208,8 @@ def store(session: Session, workspace_id: int, accepted: list[Accepted], source:
     if history:
         return ids
     known = [row for row in rows if row["contact_id"] is not None]
-    rollups.apply(session, workspace_id, known, items)
+    with generic_plans(session):  # rollup rows this transaction made have their foreign keys checked on update
+        rollups.apply(session, workspace_id, known, items)
     _after_rollups(session, session.get_one(Workspace, workspace_id), known, now)
     return ids
 
@@ -218,7 +219,8 @@ def _after_rollups(session: Session, workspace: Workspace, rows: list[dict[str, 
     touched: dict[int, set[str]] = {}
     for row in rows:
         touched.setdefault(row["contact_id"], set()).add(row["type"])
-    lifecycle.refresh(session, workspace, touched, now)
+    with generic_plans(session):  # as in `store`: the stage updates of rollup rows made in this transaction
+        lifecycle.refresh(session, workspace, touched, now)
     membership.on_change(session, workspace, touched, now)
 
 

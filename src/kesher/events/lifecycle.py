@@ -403,8 +403,12 @@ def _refresh_chunk(session: Session, workspace_id: int, t: Thresholds, now: date
     moves: list[tuple[int, str | None, str]] = []
     for (old, new, loyalty), ids in groups.items():
         values = {"loyalty": loyalty} if old == new else {"loyalty": loyalty, "stage": new, "stage_changed_at": now}
+        # The stage is compared through coalesce, which no index holds, so the rows are found by
+        # their ids. On `stage IS NULL` PostgreSQL took the stage index, estimating one row, and
+        # every contact's first stage leaves a dead entry there under NULL until a vacuum; on a
+        # stage it would read every contact at that stage to find these few.
         written = session.scalars(update(CONTACT_ROLLUPS)
-                                  .where(one_of(session, r.contact_id, ids), r.stage.is_not_distinct_from(old))
+                                  .where(one_of(session, r.contact_id, ids), func.coalesce(r.stage, "") == (old or ""))
                                   .values(values).returning(r.contact_id)).all()
         if old != new:
             moves += [(cid, old, new) for cid in written]
