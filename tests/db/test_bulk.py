@@ -123,7 +123,8 @@ def test_a_column_left_to_its_default_gets_it_in_bulk(database):
 
 
 def test_a_bulk_merge_gives_what_merging_row_by_row_gives(database):
-    """merge_rows of many rows (SQLite's direct path, PostgreSQL's arrays) against a few at a time."""
+    """merge_rows of many rows (SQLite's direct path, its statement built once for the shape; PostgreSQL's
+    arrays) against a few at a time."""
     from datetime import timedelta
 
     from kesher.db.base import UTCDateTime
@@ -140,8 +141,8 @@ def test_a_bulk_merge_gives_what_merging_row_by_row_gives(database):
     table.create(database.engine)
     try:
         with database.session() as session:
-            for rows in (first, second):
-                merge_rows(session, table, rows, ["k"], merge)
+            for rows in (first, second):  # the second merge takes the statement the first built for its shape
+                merge_rows(session, table, rows, ["k"], merge, shape="total+latest")
             bulk = session.execute(select(table).order_by(table.c.k)).all()
             session.execute(table.delete())
             for rows in (first, second):

@@ -94,7 +94,8 @@ def _merge_upsert(session: Session, table: Any, rows: list[dict[str, Any]], keys
     if not columns:  # events no rollup counts (stage or segment changes): a blank row, if none yet
         insert_ignore(session, table, whole, keys)
         return
-    merge_rows(session, table, whole, keys, lambda new: {c: _merge_sql(kinds[c], table.c[c], new[c]) for c in columns})
+    merge_rows(session, table, whole, keys, lambda new: {c: _merge_sql(kinds[c], table.c[c], new[c]) for c in columns},
+               shape=tuple(columns))
 
 
 def _fold(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any],
