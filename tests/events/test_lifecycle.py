@@ -273,6 +273,13 @@ def test_sql_and_python_agree(database, people, choice):
         facts = {cid: lifecycle.contact_facts(s, cid, t) for cid in ids}
         assert in_sql == {cid: lifecycle.stage_of(f, t, NOW) for cid, f in facts.items()}
         assert loyalty_sql == {cid: lifecycle.loyalty_of(f, t, NOW) for cid, f in facts.items()}
+        # The same statements with the moment left to parameters, as ingest runs them.
+        moment = lifecycle.moment_params(t, NOW)
+        assert dict(s.execute(select(c.c.id, lifecycle.stage_sql(t, None))
+                              .select_from(c.outerjoin(r, r.c.contact_id == c.c.id))
+                              .where(c.c.workspace_id == ws.id), moment).all()) == in_sql
+        assert dict(s.execute(select(r.c.contact_id, lifecycle.loyalty_sql(t, None))
+                              .where(r.c.workspace_id == ws.id), moment).all()) == loyalty_sql
         s.rollback()
 
 

@@ -43,13 +43,15 @@ import typing
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticError
-from sqlalchemy import (BigInteger, Float, Table, and_, case, cast, extract, func, literal,
+from sqlalchemy import (BigInteger, Float, Select, Table, and_, any_, bindparam, case, cast, extract, func, literal,
                         null, or_, select, update)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -58,6 +60,7 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement, Subquery
 from kesher.accounts.models import Workspace
 from kesher.contacts.models import Contact
 from kesher.db import Database, utcnow
+from kesher.db.base import UTCDateTime
 from kesher.db.upsert import dialect_insert, insert_new, one_of, same_workspace
 from kesher.errors import NotFound, ValidationError
 from kesher.events.models import CampaignReceipt, ContactRollup, Event
@@ -286,12 +289,30 @@ def _none_clicked_of_last(n: int, recent: Any) -> ColumnElement[bool]:
     return and_(func.length(recent) >= n, func.length(unclicked) == n)
 
 
-def stage_sql(t: Thresholds, now: datetime) -> ColumnElement[str]:
-    """The stage of each row of `contacts LEFT JOIN contact_rollups`, as one CASE; see `stage_of`."""
+def _cutoff(now: datetime | None, days: int) -> Any:
+    """`days` before `now`; with no `now`, the parameter `cutoff_<days>` that `moment_params` fills."""
+    return now - timedelta(days=days) if now is not None else bindparam(f"cutoff_{days}", type_=UTCDateTime())
+
+
+def _now_seconds(now: datetime | None) -> Any:
+    return literal(_seconds(now), BigInteger) if now is not None else bindparam("now_seconds", type_=BigInteger())
+
+
+def moment_params(t: Thresholds, now: datetime) -> dict[str, Any]:
+    """The parameters a statement built with no `now` (`_changes`) takes for the moment `now`."""
+    days = {value for name, value in t if name.endswith("_days") and value is not None}
+    return {"now_seconds": _seconds(now), **{f"cutoff_{d}": now - timedelta(days=d) for d in days}}
+
+
+def stage_sql(t: Thresholds, now: datetime | None) -> ColumnElement[str]:
+    """The stage of each row of `contacts LEFT JOIN contact_rollups`, as one CASE; see `stage_of`.
+
+    With `now` None, the moment is left to parameters (see `moment_params`).
+    """
     c, r = CONTACTS.c, CONTACT_ROLLUPS.c
 
-    def cutoff(days: int) -> datetime:
-        return now - timedelta(days=days)
+    def cutoff(days: int) -> Any:
+        return _cutoff(now, days)
 
     def idle(column: Any, days: int) -> ColumnElement[bool]:
         return func.coalesce(column, c.created_at) <= cutoff(days)
@@ -316,19 +337,19 @@ def stage_sql(t: Thresholds, now: datetime) -> ColumnElement[str]:
     shop_idle = and_(or_(r.last_purchase_at.is_not(None), r.last_visit_at.is_not(None)),
                      none_since(r.last_purchase_at, shop_days), none_since(r.last_visit_at, shop_days))
     last, first = epoch_seconds(r.last_purchase_at), epoch_seconds(r.first_purchase_at)
-    overdue = and_(purchases >= 2, (literal(_seconds(now), BigInteger) - last) * (purchases - 1)
+    overdue = and_(purchases >= 2, (_now_seconds(now) - last) * (purchases - 1)
                    > literal(t.at_risk_interval_factor, Float) * (last - first))
     at_risk = or_(and_(emailed, idle(r.last_open_at, t.at_risk_no_open_days)), overdue)
     return case((lost, "lost"), (or_(email_idle, shop_idle), "dormant"), (c.created_at > cutoff(t.new_days), "new"),
                 (purchases >= t.loyal_purchases, "loyal"), (at_risk, "at_risk"), else_="active")
 
 
-def loyalty_sql(t: Thresholds, now: datetime) -> ColumnElement[str | None]:
+def loyalty_sql(t: Thresholds, now: datetime | None) -> ColumnElement[str | None]:
     """The loyalty of each contact_rollups row (NULL where there is none); see `loyalty_of`."""
     r = CONTACT_ROLLUPS.c
 
     def bought_within(days: int) -> ColumnElement[bool]:
-        return r.last_purchase_at > now - timedelta(days=days)
+        return r.last_purchase_at > _cutoff(now, days)
 
     return case((and_(r.purchase_count >= t.loyalty_strong_purchases, bought_within(t.loyalty_strong_days)), "strong"),
                 (and_(r.purchase_count >= t.loyalty_medium_purchases, bought_within(t.loyalty_medium_days)), "medium"),
@@ -382,20 +403,49 @@ def id_ranges(session: Session, workspace_id: int, size: int = CHUNK) -> list[tu
         after = upto
 
 
-def _refresh_chunk(session: Session, workspace_id: int, t: Thresholds, now: datetime, which: Which) -> int:
+def _changes(t: Thresholds, now: datetime | None, *where: Any) -> Select[Any]:
+    """The contacts (`where`) whose stage or loyalty differs from the stored one: id, whether a
+    rollup row is stored, the stored and the new stage and loyalty."""
+    c, r = CONTACTS.c, CONTACT_ROLLUPS.c
+    rows = (select(c.id, r.contact_id.label("stored"), r.stage, stage_sql(t, now).label("new_stage"), r.loyalty,
+                   loyalty_sql(t, now).label("new_loyalty"))
+            .select_from(CONTACTS.outerjoin(CONTACT_ROLLUPS, r.contact_id == c.id)).where(*where).subquery())
+    return select(rows).where(or_(rows.c.stage.is_distinct_from(rows.c.new_stage),
+                                  rows.c.loyalty.is_distinct_from(rows.c.new_loyalty)))
+
+
+@lru_cache(maxsize=64)
+def _changes_of_ids(dialect: str, t: Thresholds) -> Select[Any]:
+    """`_changes` of the contacts named by the parameter `ids`, built once per database and thresholds.
+
+    Ingest refreshes the contacts of every call this way. Building the CASE and SQLAlchemy's
+    cache key of it anew each time had cost more than running it: half of the lifecycle step.
+    The workspace and the moment are parameters too (`workspace_id`, `moment_params`).
+    """
+    c = CONTACTS.c
+    workspace = bindparam("workspace_id", type_=BigInteger())
+    if dialect == "sqlite":  # as `same_workspace` and `one_of` have it
+        mine, ids = c.workspace_id + 0 == workspace, c.id.in_(bindparam("ids", expanding=True))
+    else:
+        mine, ids = c.workspace_id == workspace, c.id == any_(bindparam("ids", type_=ARRAY(BigInteger())))
+    return _changes(t, None, mine, ids)
+
+
+def _refresh_chunk(session: Session, workspace_id: int, t: Thresholds, now: datetime, which: Which | list[int]) -> int:
     """Stage and loyalty of some contacts; returns how many changed stage.
 
     One SELECT reads the contacts whose stage or loyalty differs from the stored one; they are then
     written in one UPDATE per kind of change, each only where the stored stage is still the one
     read, so a concurrent refresh never records a move that did not happen.
     """
-    c, r = CONTACTS.c, CONTACT_ROLLUPS.c
-    rows = (select(c.id, r.contact_id.label("stored"), r.stage, stage_sql(t, now).label("new_stage"), r.loyalty,
-                   loyalty_sql(t, now).label("new_loyalty"))
-            .select_from(CONTACTS.outerjoin(CONTACT_ROLLUPS, r.contact_id == c.id))
-            .where(same_workspace(session, c.workspace_id, workspace_id), which(c.id)).subquery())
-    changed = session.execute(select(rows).where(or_(rows.c.stage.is_distinct_from(rows.c.new_stage),
-                                                     rows.c.loyalty.is_distinct_from(rows.c.new_loyalty)))).all()
+    r = CONTACT_ROLLUPS.c
+    if isinstance(which, list):
+        params = {"ids": which, "workspace_id": workspace_id, **moment_params(t, now)}
+        changed = session.execute(_changes_of_ids(session.get_bind().dialect.name, t), params).all()
+    else:
+        c = CONTACTS.c
+        changed = session.execute(_changes(t, now, same_workspace(session, c.workspace_id, workspace_id),
+                                           which(c.id))).all()
     _create_rollups(session, workspace_id, [row.id for row in changed if row.stored is None])
     groups: dict[tuple[str | None, str, str | None], list[int]] = defaultdict(list)
     for row in changed:
@@ -447,7 +497,7 @@ def refresh(session: Session, workspace: Workspace, contact_ids: Iterable[int] |
                    for after, upto in id_ranges(session, workspace.id, chunk_size))
     ids = sorted(set(contact_ids))
     parts = (ids[i:i + chunk_size] for i in range(0, len(ids), chunk_size))
-    return sum(_refresh_chunk(session, workspace.id, t, now, _ids(session, part)) for part in parts)
+    return sum(_refresh_chunk(session, workspace.id, t, now, part) for part in parts)
 
 
 def _update_engagement(session: Session, workspace_id: int, t: Thresholds, now: datetime, which: Which) -> None:
