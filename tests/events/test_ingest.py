@@ -157,3 +157,39 @@ def test_rollups_after_a_few_events(database, workspace):
     assert [(c.category, c.purchase_count) for c in stats.categories] == [("walkers", 1), ("vitamins", 1)]
     assert [(c.campaign_id, c.first_open_at) for c in stats.last_campaigns] == [
         ("c2", None), ("c1", T0 + timedelta(hours=1))]
+
+
+def test_events_checked_in_one_pass_come_out_as_the_two_steps_give_them(monkeypatch):
+    """Valid events of canonical types take one pydantic pass; what it keeps equals the two-step check."""
+    from kesher.demo.generator import events as demo_events
+    from kesher.events import ingest as ingest_module
+    from kesher.events.schemas import IngestResult
+
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    sample = [{**e, "ts": e["ts"].isoformat()} if isinstance(e["ts"], datetime) else e for e in demo_events(60, 600)]
+    sample += [
+        {"type": " unsubscribed ", "contact": {"email": " Ann@Example.com "}},
+        {"type": "unsubscribed", "contact": {"id": 3}, "properties": {"note": None, "extra": {"a": None}}},
+        {"type": "purchase", "contact": {"phone": "050-123-4567"}, "properties": {"order_id": " A1 ", "items": [
+            {"sku": "X", "price": 10, "quantity": 2, "size": "M", "gift": None}]}},
+        {"type": "email_bounced", "anonymous_id": "v1", "properties": {"bounce_type": "hard", "reason": None}},
+        {"type": "page_view", "anonymous_id": "v1", "properties": {"url": "https://a.example/", "title": "דף"}},
+        {"type": "purchase", "contact": {"id": 1}, "properties": None},
+        {"type": "purchase", "contact": {"id": 1}},
+        {"type": ["purchase"], "contact": {"id": 1}},
+        {"type": "page_view", "contact": {"id": 1}, "properties": {"url": ""}, "idempotency_key": ""},
+    ]
+
+    def checked() -> tuple[list, list]:
+        result = IngestResult()
+        kept = ingest_module.validate(sample, result, "IL", now)
+        return ([(a.index, a.event.type, a.event.contact, a.event.anonymous_id, a.event.idempotency_key,
+                  a.event.properties, a.ts, a.contact_key) for a in kept], result.errors)
+
+    fast = sum(ingest_module._valid_at_once(item) is not None for item in sample)
+    assert fast == len(sample) - 5  # all but the four bad events and " unsubscribed " (stripped later)
+    one_pass = checked()
+    monkeypatch.setattr(ingest_module, "_valid_at_once", lambda item: None)
+    two_steps = checked()
+    assert one_pass == two_steps
+    assert len(one_pass[0]) == len(sample) - 4 and len(one_pass[1]) == 4

@@ -24,7 +24,7 @@ from kesher.db.upsert import generic_plans, insert_new, insert_with_ids, lookup,
 from kesher.errors import ValidationError
 from kesher.events import lifecycle, rollups
 from kesher.events.models import Event, PurchaseItem
-from kesher.events.schemas import EventIn, IngestError, IngestResult, properties_model
+from kesher.events.schemas import TYPED_EVENTS, EventIn, IngestError, IngestResult, properties_model
 from kesher.segments import membership
 
 EVENTS = Event.__table__
@@ -57,19 +57,21 @@ def _message(err: Any) -> str:
 def validate(raw: Sequence[Any], result: IngestResult, region: str, now: datetime) -> list[Accepted]:
     accepted = []
     for index, item in enumerate(raw):
-        try:
-            event = EventIn.model_validate(item)
-        except PydanticError as exc:
-            err = exc.errors()[0]
-            _fail(result, index, _loc("", err["loc"]), _message(err))
-            continue
-        try:
-            model = properties_model(event.type)
-            event.properties = model.model_validate(event.properties).model_dump(exclude_none=True)  # type: ignore[union-attr]
-        except PydanticError as exc:
-            err = exc.errors()[0]
-            _fail(result, index, _loc("properties", err["loc"]), _message(err))
-            continue
+        event = _valid_at_once(item)
+        if event is None:  # checked in two steps, so that the error found first is the one reported
+            try:
+                event = EventIn.model_validate(item)
+            except PydanticError as exc:
+                err = exc.errors()[0]
+                _fail(result, index, _loc("", err["loc"]), _message(err))
+                continue
+            try:
+                model = properties_model(event.type)
+                event.properties = model.model_validate(event.properties).model_dump(exclude_none=True)  # type: ignore[union-attr]
+            except PydanticError as exc:
+                err = exc.errors()[0]
+                _fail(result, index, _loc("properties", err["loc"]), _message(err))
+                continue
         try:
             key = _contact_key(event, region)
         except ValidationError as exc:
@@ -77,6 +79,21 @@ def validate(raw: Sequence[Any], result: IngestResult, region: str, now: datetim
             continue
         accepted.append(Accepted(index, event, event.ts or now, key))
     return accepted
+
+
+def _valid_at_once(item: Any) -> EventIn | None:
+    """The event checked in one pass, its properties as stored, when it is of a canonical type and
+    valid; None otherwise, and `validate` checks it in two steps to say what is wrong."""
+    kind = item.get("type") if isinstance(item, dict) else None
+    typed = TYPED_EVENTS.get(kind) if isinstance(kind, str) else None
+    if typed is None:
+        return None
+    try:
+        event = typed.model_validate(item)
+    except PydanticError:
+        return None
+    event.properties = event.properties.model_dump(exclude_none=True)  # type: ignore[attr-defined]
+    return event
 
 
 def _contact_key(event: EventIn, region: str) -> tuple[str, Any] | None:

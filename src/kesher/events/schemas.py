@@ -9,7 +9,8 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainValidator, field_validator, model_validator
+from pydantic import (AwareDatetime, BaseModel, ConfigDict, Field, PlainValidator, create_model, field_validator,
+                      model_validator)
 
 from kesher.db.base import MAX_ID
 
@@ -172,6 +173,14 @@ class EventIn(BaseModel):
         if self.contact is None and self.anonymous_id is None:
             raise ValueError("name a contact, or an anonymous_id for a visitor not yet known")
         return self
+
+
+# An event of a canonical type checked in one pass, its properties by their model: ingest's way for
+# events that are valid (about 3 µs an event less than two). A failure is then reported by checking
+# the event as EventIn and its properties apart, the way each error has always been worded.
+TYPED_EVENTS: dict[str, type[EventIn]] = {
+    name: create_model(f"EventIn_{name}", __base__=EventIn, properties=(model, Field(default_factory=model)))
+    for name, model in PROPERTIES.items()}
 
 
 # An event is taken as any JSON and checked by `ingest`, so one malformed item is reported at its
