@@ -6,7 +6,7 @@ from itertools import count
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
 
 from kesher.accounts import service as accounts
 from kesher.accounts.models import Workspace
@@ -357,6 +357,26 @@ def test_ingest_refreshes_the_stage_of_the_contacts_it_touches(database, workspa
         record(s, ws.id, cid, *campaign("c1", datetime.now(UTC)))
         assert column(s, "stage", [cid, untouched]) == {cid: "new"}
         assert [(c, p) for c, p, _ in stage_events(s, ws.id)] == [(cid, {"from": None, "to": "new"})]
+
+
+def test_ingest_plans_the_stage_query_with_the_contacts_known(database, workspace):
+    """PostgreSQL's generic plan of the stage query reads every contact of the workspace (see
+    `lifecycle._changes_of_ids`): ingest writes under generic plans, but asks for stages outside them."""
+    seen: list[bool] = []
+    with database.session() as s:
+        def note(conn, cursor, statement, parameters, context, executemany) -> None:
+            if "new_stage" in statement:
+                seen.append(bool(s.info.get("generic_plans")))
+
+        event.listen(database.engine, "before_cursor_execute", note)
+        try:
+            ws = s.get(Workspace, workspace.id)
+            cid = add_contact(s, ws.id, datetime.now(UTC) - timedelta(days=1))
+            record(s, ws.id, cid, purchase(datetime.now(UTC)))
+        finally:
+            event.remove(database.engine, "before_cursor_execute", note)
+        assert column(s, "stage", [cid]) == {cid: "new"}
+    assert seen == [False]
 
 
 def test_refresh_all_covers_every_workspace(database):

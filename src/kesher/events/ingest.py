@@ -236,8 +236,7 @@ def _after_rollups(session: Session, workspace: Workspace, rows: list[dict[str, 
     touched: dict[int, set[str]] = {}
     for row in rows:
         touched.setdefault(row["contact_id"], set()).add(row["type"])
-    with generic_plans(session):  # as in `store`: the stage updates of rollup rows made in this transaction
-        lifecycle.refresh(session, workspace, touched, now)
+    lifecycle.refresh(session, workspace, touched, now)
     membership.on_change(session, workspace, touched, now)
 
 

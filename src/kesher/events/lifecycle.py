@@ -61,7 +61,7 @@ from kesher.accounts.models import Workspace
 from kesher.contacts.models import Contact
 from kesher.db import Database, utcnow
 from kesher.db.base import UTCDateTime
-from kesher.db.upsert import dialect_insert, insert_new, one_of, same_workspace
+from kesher.db.upsert import dialect_insert, generic_plans, insert_new, one_of, same_workspace
 from kesher.errors import NotFound, ValidationError
 from kesher.events.models import CampaignReceipt, ContactRollup, Event
 from kesher.events.rollups import CONTACT_KINDS, RECENT_CAMPAIGNS, ZERO
@@ -420,7 +420,10 @@ def _changes_of_ids(dialect: str, t: Thresholds) -> Select[Any]:
 
     Ingest refreshes the contacts of every call this way. Building the CASE and SQLAlchemy's
     cache key of it anew each time had cost more than running it: half of the lifecycle step.
-    The workspace and the moment are parameters too (`workspace_id`, `moment_params`).
+    The workspace and the moment are parameters too (`workspace_id`, `moment_params`). It is
+    planned with the ids known: PostgreSQL's generic plan of it reads every contact of the
+    workspace and compares each with the whole array (0.8 s for 2,000 ids among 30,000 contacts,
+    against 7 ms), so it must not run under `generic_plans`.
     """
     c = CONTACTS.c
     workspace = bindparam("workspace_id", type_=BigInteger())
@@ -446,27 +449,29 @@ def _refresh_chunk(session: Session, workspace_id: int, t: Thresholds, now: date
         c = CONTACTS.c
         changed = session.execute(_changes(t, now, same_workspace(session, c.workspace_id, workspace_id),
                                            which(c.id))).all()
-    _create_rollups(session, workspace_id, [row.id for row in changed if row.stored is None])
     groups: dict[tuple[str | None, str, str | None], list[int]] = defaultdict(list)
     for row in changed:
         groups[(row.stage, row.new_stage, row.new_loyalty)].append(row.id)
     moves: list[tuple[int, str | None, str]] = []
-    for (old, new, loyalty), ids in groups.items():
-        values = {"loyalty": loyalty} if old == new else {"loyalty": loyalty, "stage": new, "stage_changed_at": now}
-        # The stage is compared through coalesce, which no index holds, so the rows are found by
-        # their ids. On `stage IS NULL` PostgreSQL took the stage index, estimating one row, and
-        # every contact's first stage leaves a dead entry there under NULL until a vacuum; on a
-        # stage it would read every contact at that stage to find these few.
-        written = session.scalars(update(CONTACT_ROLLUPS)
-                                  .where(one_of(session, r.contact_id, ids), func.coalesce(r.stage, "") == (old or ""))
-                                  .values(values).returning(r.contact_id)).all()
-        if old != new:
-            moves += [(cid, old, new) for cid in written]
-    # Written straight, not through ingest: a stage change is not something the contact did, and
-    # the rollups leave it out (rollups.SYSTEM_TYPES).
-    insert_new(session, typing.cast(Table, Event.__table__), [
-        {"workspace_id": workspace_id, "contact_id": cid, "type": "stage_changed", "ts": now, "received_at": now,
-         "source": "lifecycle", "properties": {"from": old, "to": new}} for cid, old, new in sorted(moves)])
+    # The writes check foreign keys of rollup rows this transaction made: one generic plan for those checks.
+    with generic_plans(session):
+        _create_rollups(session, workspace_id, [row.id for row in changed if row.stored is None])
+        for (old, new, loyalty), ids in groups.items():
+            values = {"loyalty": loyalty} if old == new else {"loyalty": loyalty, "stage": new, "stage_changed_at": now}
+            # The stage is compared through coalesce, which no index holds, so the rows are found by
+            # their ids. On `stage IS NULL` PostgreSQL took the stage index, estimating one row, and
+            # every contact's first stage leaves a dead entry there under NULL until a vacuum; on a
+            # stage it would read every contact at that stage to find these few.
+            written = session.scalars(update(CONTACT_ROLLUPS)
+                                      .where(one_of(session, r.contact_id, ids), func.coalesce(r.stage, "") == (old or ""))
+                                      .values(values).returning(r.contact_id)).all()
+            if old != new:
+                moves += [(cid, old, new) for cid in written]
+        # Written straight, not through ingest: a stage change is not something the contact did, and
+        # the rollups leave it out (rollups.SYSTEM_TYPES).
+        insert_new(session, typing.cast(Table, Event.__table__), [
+            {"workspace_id": workspace_id, "contact_id": cid, "type": "stage_changed", "ts": now, "received_at": now,
+             "source": "lifecycle", "properties": {"from": old, "to": new}} for cid, old, new in sorted(moves)])
     return len(moves)
 
 
