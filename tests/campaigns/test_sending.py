@@ -63,6 +63,39 @@ def test_every_recipient_gets_the_campaign_exactly_once(database, workspace, smt
     assert len(smtp_server.received) == 45
 
 
+def test_events_are_stored_while_sending_each_once(database, workspace, smtp_server, send_settings,
+                                                  monkeypatch) -> None:
+    """Events are stored every few messages during the pass: on PostgreSQL by a thread of the pass
+    while it goes on sending, on SQLite (one writer) by the pass itself between batches."""
+    from kesher.campaigns import sending
+    from kesher.channels import outbox
+
+    monkeypatch.setattr(sending, "RECORD_EVERY", 10)
+    threads: list[bool] = []
+    mark_recorded = outbox.mark_recorded
+
+    def noted(session, ids):
+        if ids:
+            threads.append(threading.current_thread() is threading.main_thread())
+        return mark_recorded(session, ids)
+
+    monkeypatch.setattr(outbox, "mark_recorded", noted)
+    campaign_id, ids = _start(database, workspace, 60)
+    send_campaign(database, send_settings.model_copy(update={"send_batch": 10}), campaign_id)
+    assert len(smtp_server.counts()) == 60
+    assert len(threads) > 1
+    if database.engine.dialect.name == "postgresql":
+        assert not all(threads)  # some stored meanwhile
+    else:
+        assert all(threads)
+    with database.session() as session:
+        sent = session.scalars(select(Event.contact_id).where(Event.type == "email_sent",
+                                                              Event.campaign_id == str(campaign_id))).all()
+        assert sorted(sent) == sorted(ids)
+        assert not session.scalars(select(OutboxMessage.id).where(OutboxMessage.campaign_id == campaign_id,
+                                                                  OutboxMessage.recorded.is_(False))).all()
+
+
 def test_a_throttling_server_gets_the_message_later_and_slower(database, workspace, smtp_server, send_settings) -> None:
     campaign_id, _ = _start(database, workspace, 10)
     smtp_server.replies["person3@example.com"] = ["454 4.7.0 throttling, try later", "454 4.7.0 throttling"]

@@ -18,6 +18,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,7 +45,8 @@ log = logging.getLogger("kesher.sending")
 # Waits shorter than this are slept through; longer ones end the pass and the scheduler starts another.
 MAX_NAP = timedelta(seconds=20)
 # Events of sent messages are stored once this many wait, or this many seconds after the last time:
-# storing 2,000 at a time costs a fifth less a message than storing each batch's.
+# storing 2,000 at a time costs a fifth less a message than storing each batch's. On PostgreSQL they
+# are stored by a thread of the pass while it goes on sending (see `_record_when_due`).
 RECORD_EVERY = 2_000
 RECORD_SECONDS = 5.0
 # SQLite has one writer: passes in one process take turns where they count and record.
@@ -151,6 +153,7 @@ class Pass:
         self.recorded: set[int] = set()  # messages of the current batch recorded as sent before their dot
         self.to_record = 0  # messages sent or failed since their events were last stored
         self.record_at = 0.0  # time.monotonic() by which they are stored, whatever their number
+        self.recording: Future[None] | None = None  # the events being stored meanwhile (PostgreSQL)
         self.connection: Connection  # the waves' commits go through it (see `_wave_connection`)
 
     def _turn(self) -> Any:
@@ -165,19 +168,41 @@ class Pass:
                         username=self.settings.smtp_username, password=self.settings.smtp_password,
                         connections=self.settings.smtp_connections, timeout=self.settings.smtp_timeout)
         # The waves' commits, one every few messages, share one connection for the whole pass.
-        with self._wave_connection(autocommit=not prepared.limits):
+        with self._wave_connection(autocommit=not prepared.limits), ThreadPoolExecutor(1) as recorder:
             async with pool:
                 while not self.stop.is_set():
-                    if self.to_record >= RECORD_EVERY or time.monotonic() >= self.record_at:
-                        self._record(prepared)
+                    self._record_when_due(prepared, recorder)
                     wait = await self._one_batch(prepared, pool)
                     if wait is None:
                         continue
                     if wait > MAX_NAP or wait < timedelta(0):
                         break
                     await asyncio.sleep(wait.total_seconds())
+            if self.recording is not None:
+                self.recording.result()
         self._record(prepared)
         return self.report
+
+    def _record_when_due(self, p: _Prepared, recorder: ThreadPoolExecutor) -> None:
+        """Store the events of what was sent once enough wait or enough time has passed.
+
+        On PostgreSQL a thread stores them while the pass goes on sending: storing is mostly waiting
+        for the server, on the other core, and the pass's next batches are rendered meanwhile. One
+        at a time; whatever it raised is raised here. SQLite has one writer, so there the pass
+        stores them itself, between batches.
+        """
+        if self.recording is not None:
+            if not self.recording.done():
+                return
+            self.recording, done = None, self.recording
+            done.result()
+        if self.to_record < RECORD_EVERY and time.monotonic() < self.record_at:
+            return
+        self.to_record, self.record_at = 0, time.monotonic() + RECORD_SECONDS
+        if self.sqlite:
+            self._record(p)
+        else:
+            self.recording = recorder.submit(self._record, p, once=True)
 
     async def _one_batch(self, p: _Prepared, pool: SmtpPool) -> timedelta | None:
         """Send one batch; None to go on at once, or how long to wait (negative: the pass is over)."""
@@ -310,9 +335,9 @@ class Pass:
             self.nap = self.nap / 2 if self.nap > 0.25 else 0.0
             self.batch = min(self.batch * 2, self.settings.send_batch)
 
-    def _record(self, p: _Prepared) -> None:
-        """Store the events of sent and failed messages not yet recorded (also those of a pass that died)."""
-        self.to_record, self.record_at = 0, time.monotonic() + RECORD_SECONDS
+    def _record(self, p: _Prepared, *, once: bool = False) -> None:
+        """Store the events of sent and failed messages not yet recorded (also those of a pass that died):
+        all of them, or with `once` up to RECORD_EVERY."""
         while True:
             with self._turn(), self.db.session() as session:
                 rows = outbox.unrecorded(session, self.campaign_id, RECORD_EVERY)
@@ -332,6 +357,8 @@ class Pass:
                                              "hard", reason=r.error, campaign_id=str(self.campaign_id),
                                              message_id=r.message_id, key=f"refused:{r.key}")
                 outbox.mark_recorded(session, [r.id for r in rows])
+            if once:
+                return
 
 
 def _permanent_refusal(error: str) -> bool:
