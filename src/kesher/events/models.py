@@ -28,7 +28,9 @@ class Event(Base):
         # With contact_id in it, "who did X since T" is answered from the index alone (segments).
         Index("ix_events_ws_type_ts", "workspace_id", "type", "ts", "contact_id"),
         Index("ix_events_ws_ts", "workspace_id", "ts"),  # the explorer, newest first
-        Index("ix_events_ws_anonymous", "workspace_id", "anonymous_id"),
+        # Only anonymous visitors' events have an anonymous id; the rest stay out of its index.
+        Index("ix_events_ws_anonymous", "workspace_id", "anonymous_id",
+              sqlite_where=text("anonymous_id IS NOT NULL"), postgresql_where=text("anonymous_id IS NOT NULL")),
         # "Who opened or clicked campaign C" (segments, campaign reports): that campaign's events only.
         Index("ix_events_ws_campaign_type", "workspace_id", "campaign_id", "type", "contact_id",
               sqlite_where=text("campaign_id IS NOT NULL"), postgresql_where=text("campaign_id IS NOT NULL")),
