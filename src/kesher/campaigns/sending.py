@@ -194,8 +194,8 @@ class Pass:
         if self.recording is not None:
             if not self.recording.done():
                 return
-            self.recording, done = None, self.recording
-            done.result()
+            self.recording.result()
+            self.recording = None
         if self.to_record < RECORD_EVERY and time.monotonic() < self.record_at:
             return
         self.to_record, self.record_at = 0, time.monotonic() + RECORD_SECONDS
