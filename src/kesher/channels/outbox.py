@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from kesher.campaigns.models import Campaign
 from kesher.channels.models import OutboxMessage
-from kesher.db.upsert import dialect_insert, generic_plans, sqlite_text_time
+from kesher.db.upsert import dialect_insert, generic_plans, one_of, sqlite_text_time
 
 OUTBOX = OutboxMessage.__table__
 MAX_ATTEMPTS = 8
@@ -248,7 +248,7 @@ def sent_since(session: Session | Connection, campaign_id: int, since: datetime)
 def sent_counts(session: Session, channel: str, contact_ids: Sequence[int], since: datetime) -> dict[int, int]:
     """Messages on `channel` sent to each of these contacts after `since` (frequency caps)."""
     rows = session.execute(select(OUTBOX.c.contact_id, func.count()).where(
-        OUTBOX.c.contact_id.in_(list(contact_ids)), OUTBOX.c.sent_at > since, OUTBOX.c.channel == channel,
+        one_of(session, OUTBOX.c.contact_id, contact_ids), OUTBOX.c.sent_at > since, OUTBOX.c.channel == channel,
         OUTBOX.c.status == "sent").group_by(OUTBOX.c.contact_id)).all()
     return {cid: n for cid, n in rows}
 
@@ -270,7 +270,7 @@ def unrecorded(session: Session, campaign_id: int, limit: int = 1000) -> list[An
 
 def mark_recorded(session: Session, ids: Sequence[int]) -> None:
     if ids:
-        session.execute(update(OUTBOX).where(OUTBOX.c.id.in_(list(ids))).values(recorded=True))
+        session.execute(update(OUTBOX).where(one_of(session, OUTBOX.c.id, ids)).values(recorded=True))
 
 
 def find(session: Session, message_id: int) -> OutboxMessage | None:
