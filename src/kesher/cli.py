@@ -91,13 +91,20 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 0,
     worker: Annotated[bool, typer.Option(help="Run the background worker in this process too.")] = True,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Processes answering requests; one per core uses them "
+                                         "all. With more than one, the background worker runs in the process "
+                                         "that watches them.")] = 1,
 ) -> None:
     """Serve the UI and the API."""
     settings = get_settings()
-    _serve(settings, _database(settings), host, port, worker)
+    try:
+        _serve(settings, _database(settings), host, port, worker, workers)
+    except KesherError as exc:
+        raise _fail(exc) from None
 
 
-def _serve(settings: Settings, db: Database, host: str = "", port: int = 0, worker: bool = True) -> None:
+def _serve(settings: Settings, db: Database, host: str = "", port: int = 0, worker: bool = True,
+           workers: int = 1) -> None:
     import uvicorn
 
     from kesher.web.app import create_app
@@ -106,9 +113,27 @@ def _serve(settings: Settings, db: Database, host: str = "", port: int = 0, work
     if settings.secret_key == DEFAULT_SECRET and host not in ("127.0.0.1", "localhost", "::1"):
         err.print("[yellow]warning:[/yellow] KESHER_SECRET_KEY is the default; anyone could forge a login session. "
                   "Set it to a long random value.")
-    web = create_app(settings, db, with_worker=worker)
-    settle()
-    uvicorn.run(web, host=host, port=port or settings.port)
+    if workers == 1:
+        web = create_app(settings, db, with_worker=worker)
+        settle()
+        uvicorn.run(web, host=host, port=port or settings.port)
+        return
+    # Each process builds the app from the environment's settings (`serving_app`); the worker, which
+    # must be the only one of a SQLite database, runs here, in the process that starts and watches them.
+    if settings.mail_sink:
+        raise KesherError("the local mail sink runs in one process: serve it with --workers 1", "workers")
+    db.dispose()
+    consumer = None
+    if worker:
+        from kesher.worker import start_consumer
+
+        consumer = start_consumer(settings)
+    try:
+        uvicorn.run("kesher.web.app:serving_app", factory=True, host=host, port=port or settings.port,
+                    workers=workers)
+    finally:
+        if consumer is not None:
+            consumer.stop(graceful=True)
 
 
 @app.command()

@@ -14,15 +14,21 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
+import psutil
 import pytest
+from sqlalchemy import func, select
 
+from kesher.accounts import service as accounts
 from kesher.accounts.models import Workspace
 from kesher.campaigns import service
 from kesher.campaigns.models import Campaign
 from kesher.channels import outbox
 from kesher.db.base import utcnow
+from kesher.events.models import Event
 
 from .conftest import make_campaign
 
@@ -151,3 +157,50 @@ def test_two_workers_share_one_campaign_without_duplicates(database, workspace, 
     sent_by = reported()
     assert sum(sent_by) == total
     assert all(n > 0 for n in sent_by), f"one worker did all the sending: {sent_by}"
+
+
+def test_serving_in_several_processes_takes_every_event_and_sends_from_the_watching_one(
+        database, workspace, smtp_server, free_port, tmp_path) -> None:
+    """`kesher serve --workers 2`: two processes answer the API at once, writing to one database,
+    and the background worker runs in the process that watches them (the only worker of a SQLite database)."""
+    total = 30
+    with database.session() as session:
+        campaign_id, contact_ids = make_campaign(session, workspace, total)
+        _, key = accounts.create_api_key(session, session.get_one(Workspace, workspace.id), "serve")
+    port = free_port()
+    log = tmp_path / "serve.log"
+    server = subprocess.Popen([*KESHER, "serve", "--workers", "2", "--port", str(port)],
+                              env=_env(database, smtp_server, tmp_path), cwd=tmp_path,
+                              stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{base}/openapi.json", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def post(caller: int) -> list[dict]:
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+            return [client.post("/events", json={"events": [
+                {"type": "page_view", "contact": {"id": contact_ids[(caller + n + i) % total]},
+                 "idempotency_key": f"view-{caller}-{n}-{i}", "properties": {"url": f"https://shop.example/{i}"}}
+                for i in range(50)]}).raise_for_status().json() for n in range(6)]
+
+    try:
+        _wait(answers, 30, f"the server to answer ({log.read_text()[-2000:] if log.exists() else ''})")
+        assert len(psutil.Process(server.pid).children()) >= 2
+        with ThreadPoolExecutor(4) as callers:
+            reports = [report for done in [callers.submit(post, c) for c in range(4)] for report in done.result()]
+        assert [(r["accepted"], r["errors"]) for r in reports] == [(50, [])] * 24
+        with database.session() as session:
+            stored = session.scalar(select(func.count()).select_from(Event).where(
+                Event.workspace_id == workspace.id, Event.type == "page_view"))
+        assert stored == 24 * 50
+        httpx.post(f"{base}/campaigns/{campaign_id}/send", headers=headers, json={}, timeout=30).raise_for_status()
+        _wait(lambda: _status(database, campaign_id) == "sent", 60, f"the campaign to be sent ({log.read_text()[-2000:]})")
+    finally:
+        _stop(server)
+    counts = smtp_server.counts()
+    assert len(counts) == total and set(counts.values()) == {1}

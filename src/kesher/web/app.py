@@ -53,6 +53,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     return app
 
 
+def serving_app() -> FastAPI:
+    """The app as each process of `kesher serve --workers N` builds it, from the environment's settings."""
+    from kesher.memory import settle
+
+    app = create_app()
+    settle()
+    return app
+
+
 def _include_routers(app: FastAPI) -> None:
     from kesher.accounts import views as account_views
     from kesher.channels import api as channels_api
