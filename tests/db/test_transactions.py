@@ -1,9 +1,13 @@
 """A transaction is whole on both databases, savepoints included."""
 
+import threading
+
 import pytest
 from sqlalchemy import func, select
 
 from kesher.accounts.models import Workspace
+from kesher.db.session import hold_writer_turn
+from kesher.events.ingest import ingest
 
 
 def _workspaces(database, slug: str) -> int:
@@ -28,3 +32,88 @@ def test_work_after_a_savepoint_commits_with_it(database):
             session.add(Workspace(slug="saved-first", name="Saved first"))
         session.add(Workspace(slug="saved-after", name="Saved after"))
     assert _workspaces(database, "saved-first") == _workspaces(database, "saved-after") == 1
+
+
+# The writer turn (SQLite): ingest waits for it as the kernel queues waiters ----------------------
+
+
+def _turn_taken_in_thread(database, holder_done: threading.Event) -> tuple[threading.Thread, list[bool]]:
+    """A thread that takes the turn in a session of its own; records whether the holder had finished by then."""
+    seen: list[bool] = []
+
+    def take() -> None:
+        with database.session() as other:
+            hold_writer_turn(other)
+            seen.append(holder_done.is_set())
+
+    return threading.Thread(target=take), seen
+
+
+def test_the_writer_turn_is_held_until_the_transaction_ends(database):
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL writers need no turn")
+    done = threading.Event()
+    with database.session() as session:
+        hold_writer_turn(session)
+        session.add(Workspace(slug="turn-holder", name="Turn holder"))
+        waiter, seen = _turn_taken_in_thread(database, done)
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive(), "the other session took the turn while this one held it"
+        done.set()
+    waiter.join(10)
+    assert seen == [True]
+    # Given back on a rollback too.
+    done = threading.Event()
+    with pytest.raises(RuntimeError), database.session() as session:
+        hold_writer_turn(session)
+        done.set()
+        raise RuntimeError("failed")
+    waiter, seen = _turn_taken_in_thread(database, done)
+    waiter.start()
+    waiter.join(10)
+    assert seen == [True]
+
+
+def test_a_transaction_that_wrote_before_ingest_does_not_wait_for_the_turn(database, workspace):
+    """It holds the database's own lock, which the holder of the turn may be waiting for: waiting would deadlock."""
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL writers need no turn")
+    with database.session() as first:
+        first.get_one(Workspace, workspace.id).name = "written first"
+        first.flush()  # the database's write lock is this session's now
+        turn_waits = threading.Event()
+
+        def hold_turn_then_write() -> None:
+            with database.session() as second:
+                hold_writer_turn(second)
+                turn_waits.set()
+                second.add(Workspace(slug="after-first", name="After first"))  # waits for `first` to commit
+
+        holder = threading.Thread(target=hold_turn_then_write)
+        holder.start()
+        assert turn_waits.wait(10)
+        result = ingest(first, first.get_one(Workspace, workspace.id), [
+            {"type": "page_view", "contact": {"email": "turn@example.com"}, "properties": {"url": "https://a.example/"}}])
+        assert result.accepted == 1
+    holder.join(30)
+    assert not holder.is_alive()
+    assert _workspaces(database, "after-first") == 1
+
+
+def test_a_thread_holding_the_turn_does_not_wait_for_it_in_another_session(database):
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL writers need no turn")
+    finished = threading.Event()
+
+    def outer_then_inner() -> None:
+        with database.session() as session:
+            hold_writer_turn(session)
+            with database.sessions() as inner:
+                hold_writer_turn(inner)  # returns at once: this thread holds the turn already
+            finished.set()
+
+    thread = threading.Thread(target=outer_then_inner, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert finished.is_set(), "the thread waited for the turn it holds"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,6 +15,11 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from kesher.db.base import json_text
+
+try:
+    import fcntl
+except ImportError:  # not on Windows, where SQLite's own waiting is the only one
+    fcntl = None  # type: ignore[assignment]
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -42,6 +49,53 @@ def _sqlite_begin_before_savepoint(conn: Any, _name: str | None) -> None:
     driver = conn.connection.dbapi_connection
     if not driver.in_transaction:
         driver.execute("BEGIN")
+
+
+def hold_writer_turn(session: Session) -> None:
+    """On SQLite, wait for this database's turn to write as the kernel queues waiters, and keep it
+    until the session's transaction ends; on PostgreSQL nothing.
+
+    While one process writes, SQLite makes another wait by sleeping in growing steps (up to 100 ms)
+    and looking again; with two processes posting event batches, the waiting one slept past the
+    moment the database was free by about a quarter of the time a batch holds it. A lock on a file
+    beside the database wakes the next writer as the last one's transaction ends. Only the hot
+    writers take it (event ingest), and only before their transaction has written anything; any
+    other writer still waits the SQLite way. So nobody holding the database's lock ever waits for
+    the turn, and nothing can deadlock. A thread that holds the turn in one session does not wait
+    for it in another.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite" or "writer_turn" in session.info or fcntl is None or _turns.held:
+        return
+    path = bind.url.database
+    if not path or path == ":memory:":
+        return
+    if session.connection().connection.driver_connection.in_transaction:
+        return  # it has written already, so holds the database's own lock
+    turn = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(turn)
+        raise
+    session.info["writer_turn"] = turn
+    _turns.held = True
+    if not session.info.get("gives_writer_turn_back"):
+        session.info["gives_writer_turn_back"] = True
+        event.listen(session, "after_transaction_end", _give_writer_turn_back)
+
+
+def _give_writer_turn_back(session: Session, transaction: Any) -> None:
+    if transaction.parent is None and "writer_turn" in session.info:
+        os.close(session.info.pop("writer_turn"))  # closing the file gives the lock up
+        _turns.held = False
+
+
+class _Turns(threading.local):
+    held = False  # whether this thread holds its database's writer turn
+
+
+_turns = _Turns()
 
 
 def _psycopg_binary_arrays(dbapi_conn: Any, _record: Any) -> None:

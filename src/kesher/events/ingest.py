@@ -20,6 +20,7 @@ from kesher.contacts.normalize import normalize_email, normalize_phone
 from kesher.contacts.upsert import upsert_contacts
 from kesher.db import Database
 from kesher.db.base import utcnow
+from kesher.db.session import hold_writer_turn
 from kesher.db.upsert import generic_plans, insert_new, insert_with_ids, lookup, same_workspace
 from kesher.errors import ValidationError
 from kesher.events import lifecycle, rollups
@@ -189,6 +190,7 @@ def ingest(session: Session, workspace: Workspace, raw: Sequence[Any], *, source
     now = utcnow()
     accepted = validate(raw, result, region, now)
     accepted = _resolve_contacts(session, workspace, accepted, result)
+    hold_writer_turn(session)
     for attempt in (1, 2):
         duplicates_before = result.duplicates
         fresh = _drop_replays(session, workspace.id, accepted, result)
