@@ -2,11 +2,13 @@
 
     .venv/bin/python bench/ingest_events.py --contacts 20000 --events 200000
 
-Starts `kesher serve` on a free local port against a fresh database holding the demo shop's
-contacts, then posts the demo shop's event history in calls of 1,000 events and reports
-events/s and the latency of a call (median and p99). Target: 25,000 events/s on each.
-`--order time` sends the history in the order it happened, as a live shop would, instead of
-contact by contact.
+Starts `kesher serve --workers N` (one process per core unless told) on a free local port
+against a fresh database holding the demo shop's contacts, then posts the demo shop's event
+history in calls of 1,000 events, from as many callers at a time as there are server processes,
+and reports events/s and the latency of a call (median and p99). Target: 25,000 events/s on
+each. `--workers 1 --clients 1` measures one process answering one call after another. `--order
+time` sends the history in the order it happened, as a live shop would, instead of contact by
+contact.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
@@ -83,11 +88,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(backend: str, n_contacts: int, bodies: list[bytes], total: int) -> None:
+def run(backend: str, n_contacts: int, bodies: list[bytes], total: int, workers: int = 1, clients: int = 1) -> None:
     url = fresh_database(backend)
     port = free_port()
     env = {**os.environ, "KESHER_DATABASE_URL": url, "KESHER_QUEUE": "immediate"}
     server = None
+    log = tempfile.TemporaryFile()  # the server's own messages, shown when a call fails
     analyze = None
     try:
         key = prepare(url, n_contacts)
@@ -102,31 +108,52 @@ def run(backend: str, n_contacts: int, bodies: list[bytes], total: int) -> None:
             else:
                 engine.dispose()
         kesher = str(Path(sys.executable).parent / "kesher")
-        server = subprocess.Popen([kesher, "serve", "--port", str(port), "--no-worker"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        server = subprocess.Popen([kesher, "serve", "--port", str(port), "--no-worker", "--workers", str(workers)],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=log)
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1",
                               headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
                               timeout=120)
-        for _ in range(100):
+        for _ in range(200):
             try:
                 client.get("/openapi.json")
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        latencies, accepted, started = [], 0, time.perf_counter()
-        for body in bodies:
-            if analyze is not None:
-                with analyze.connect() as conn:
-                    for table in conn.execute(DUE_FOR_ANALYZE).scalars().all():
-                        conn.execute(text(f'ANALYZE "{table}"'))
-            t = time.perf_counter()
-            answer = client.post("/events", content=body)
-            latencies.append(time.perf_counter() - t)
-            answer.raise_for_status()
-            report = answer.json()
-            if report["errors"]:
-                raise SystemExit(f"{backend}: rejected events: {report['errors'][:3]}")
-            accepted += report["accepted"]
+        latencies: list[float] = []
+        accepted = 0
+        lock = threading.Lock()
+        calls = iter(bodies)
+
+        def caller() -> None:
+            nonlocal accepted
+            with httpx.Client(base_url=str(client.base_url), headers=client.headers, timeout=120) as own:
+                while True:
+                    with lock:
+                        body = next(calls, None)
+                        if body is not None and analyze is not None:
+                            with analyze.connect() as conn:
+                                for table in conn.execute(DUE_FOR_ANALYZE).scalars().all():
+                                    conn.execute(text(f'ANALYZE "{table}"'))
+                    if body is None:
+                        return
+                    t = time.perf_counter()
+                    answer = own.post("/events", content=body)
+                    took = time.perf_counter() - t
+                    if answer.is_error:
+                        log.seek(0)
+                        raise SystemExit(f"{backend}: {answer.status_code} {answer.text[:300]}\n"
+                                         f"{log.read().decode(errors='replace')[-3000:]}")
+                    report = answer.json()
+                    if report["errors"]:
+                        raise SystemExit(f"{backend}: rejected events: {report['errors'][:3]}")
+                    with lock:
+                        latencies.append(took)
+                        accepted += report["accepted"]
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            for done in [pool.submit(caller) for _ in range(clients)]:
+                done.result()
         elapsed = time.perf_counter() - started
         latencies.sort()
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
@@ -139,6 +166,7 @@ def run(backend: str, n_contacts: int, bodies: list[bytes], total: int) -> None:
         if server is not None:
             server.terminate()
             server.wait(10)
+        log.close()
         drop_database(url)
 
 
@@ -150,14 +178,20 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--order", choices=("contact", "time"), default="contact",
                         help="contact: each contact's history in turn (a backfill); time: as it happened (live)")
+    cores = os.cpu_count() or 1
+    parser.add_argument("--workers", type=int, default=cores,
+                        help="server processes, `kesher serve --workers` (default: one per core)")
+    parser.add_argument("--clients", type=int, default=0,
+                        help="callers posting at the same time, each a call after another (default: one per worker)")
     args = parser.parse_args()
     bodies = payloads(args.contacts, args.events, args.per_call, args.order)
     total = sum(body.count(b'"type"') for body in bodies)
     print(f"machine: {machine()}")
     print(f"data: {args.contacts:,} contacts, {total:,} events of the demo shop, {args.per_call:,} a call, "
-          f"one server process, in {args.order} order")
+          f"{args.workers} server process{'es' if args.workers > 1 else ''}, {args.clients or args.workers} "
+          f"caller{'s' if (args.clients or args.workers) > 1 else ''} at a time, in {args.order} order")
     for backend in args.backends.split(","):
-        run(backend, args.contacts, bodies, total)
+        run(backend, args.contacts, bodies, total, args.workers, args.clients or args.workers)
 
 
 if __name__ == "__main__":
