@@ -2,12 +2,14 @@
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
 
 from kesher.contacts.models import Contact
 from kesher.db.base import JSONData, utcnow
-from kesher.db.upsert import FEW_ROWS, insert_new, insert_with_ids, merge_rows, update_rows
+from kesher.db.upsert import FEW_ROWS, insert_new, insert_with_ids, merge_rows, sqlite_text_time, update_rows
 
 NOW = utcnow()
 
@@ -191,3 +193,15 @@ def test_generic_plans_nest_and_restore_the_engine_setting(database):
             assert mode() == ("force_generic_plan" if postgresql else None)
         assert mode() == ("force_custom_plan" if postgresql else None)
         assert "generic_plans" not in session.info
+
+
+def test_times_are_written_in_utc_however_often_and_in_whatever_zone_they_come():
+    israel = timezone(timedelta(hours=2))
+    instant = datetime(2026, 3, 4, 10, 11, 12, 345000, tzinfo=UTC)
+    assert sqlite_text_time(instant) == "2026-03-04 10:11:12.345000"
+    assert sqlite_text_time(instant.astimezone(israel)) == "2026-03-04 10:11:12.345000"  # remembered as one instant
+    assert sqlite_text_time(datetime(2026, 3, 4, 12, 11, 12, 345000, tzinfo=israel)) == "2026-03-04 10:11:12.345000"
+    assert sqlite_text_time(None) is None
+    for _ in range(2):  # a naive time is refused, also after the same wall-clock time was written aware
+        with pytest.raises(ValueError, match="naive"):
+            sqlite_text_time(datetime(2026, 3, 4, 10, 11, 12, 345000))

@@ -181,22 +181,27 @@ def _with_defaults(table: Table, rows: Sequence[dict[str, Any]]) -> Sequence[dic
 def sqlite_text_time(value: datetime | None) -> str | None:
     """A datetime as SQLAlchemy's SQLite DATETIME stores it (UTC, microseconds, no zone), in one C call.
 
-    The rows of a batch mostly share their times (a wave's messages were sent at one instant, a call's
-    events received at one), so the last conversion is kept: comparing is twenty times cheaper."""
+    Each is remembered: a batch converts the same instants again and again (an event's time goes
+    into its row, its purchase lines and its contact's rollups; a wave's messages were sent at one
+    instant, a call's events received at one), and a look-up costs a twentieth of a conversion.
+    Aware datetimes are equal when they name the same instant, which has one text; a naive one
+    never equals an aware one, so it is refused here every time."""
     if value is None:
         return None
-    global _last_time
-    last, text = _last_time
-    if value == last:  # the same instant (an aware and a naive datetime are never equal)
+    text = _TIMES.get(value)
+    if text is not None:
         return text
     if value.tzinfo is None:
         raise ValueError("naive datetime given; Kesher stores aware UTC datetimes only")
     text = value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
-    _last_time = (value, text)  # one assignment: threads sharing it see one pair or the other
+    if len(_TIMES) >= TIMES_KEPT:
+        _TIMES.clear()  # threads sharing it at worst convert again
+    _TIMES[value] = text
     return text
 
 
-_last_time: tuple[datetime, str] = (datetime(1970, 1, 1, tzinfo=UTC), "1970-01-01 00:00:00.000000")
+TIMES_KEPT = 20_000  # more than the instants of a batch of 10,000 events; about 2 MB
+_TIMES: dict[datetime, str] = {}
 
 
 @cache
