@@ -3,6 +3,7 @@
 import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, text
@@ -205,3 +206,13 @@ def test_times_are_written_in_utc_however_often_and_in_whatever_zone_they_come()
     for _ in range(2):  # a naive time is refused, also after the same wall-clock time was written aware
         with pytest.raises(ValueError, match="naive"):
             sqlite_text_time(datetime(2026, 3, 4, 10, 11, 12, 345000))
+
+
+def test_the_two_instants_of_one_wall_clock_time_are_written_apart():
+    """In the hour the clock goes back, 01:30 in Jerusalem happens twice; the two are equal as datetimes."""
+    jerusalem = ZoneInfo("Asia/Jerusalem")
+    first = datetime(2026, 10, 25, 1, 30, tzinfo=jerusalem)
+    second = first.replace(fold=1)
+    assert first == second
+    assert sqlite_text_time(first) == "2026-10-24 22:30:00.000000"
+    assert sqlite_text_time(second) == "2026-10-24 23:30:00.000000"

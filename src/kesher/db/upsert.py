@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from operator import itemgetter
 from typing import Any
@@ -183,25 +183,27 @@ def sqlite_text_time(value: datetime | None) -> str | None:
 
     Each is remembered: a batch converts the same instants again and again (an event's time goes
     into its row, its purchase lines and its contact's rollups; a wave's messages were sent at one
-    instant, a call's events received at one), and a look-up costs a twentieth of a conversion.
-    Aware datetimes are equal when they name the same instant, which has one text; a naive one
-    never equals an aware one, so it is refused here every time."""
+    instant, a call's events received at one), and a look-up costs a quarter of a conversion. The
+    offset is part of the key: two times of one zone are equal by their wall clock alone, and in
+    the hour a clock goes back one wall-clock time is two instants. A naive time has no offset, so
+    it is refused here every time."""
     if value is None:
         return None
-    text = _TIMES.get(value)
+    key = (value, value.utcoffset())
+    text = _TIMES.get(key)
     if text is not None:
         return text
-    if value.tzinfo is None:
+    if key[1] is None:
         raise ValueError("naive datetime given; Kesher stores aware UTC datetimes only")
     text = value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
     if len(_TIMES) >= TIMES_KEPT:
         _TIMES.clear()  # threads sharing it at worst convert again
-    _TIMES[value] = text
+    _TIMES[key] = text
     return text
 
 
-TIMES_KEPT = 20_000  # more than the instants of a batch of 10,000 events; about 2 MB
-_TIMES: dict[datetime, str] = {}
+TIMES_KEPT = 20_000  # more than the instants of a batch of 10,000 events; about 3 MB
+_TIMES: dict[tuple[datetime, timedelta | None], str] = {}
 
 
 @cache
