@@ -1,5 +1,6 @@
 """Ingest: each event checked on its own, stored once, contacts found or created, rollups kept."""
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -193,3 +194,24 @@ def test_events_checked_in_one_pass_come_out_as_the_two_steps_give_them(monkeypa
     two_steps = checked()
     assert one_pass == two_steps
     assert len(one_pass[0]) == len(sample) - 4 and len(one_pass[1]) == 4
+
+
+def test_callers_at_once_each_creating_contacts_all_get_their_events_stored(database, workspace):
+    """Four callers post at the same time, each naming people not known yet, on both databases.
+
+    On SQLite a transaction that read in a savepoint (looking for the contacts) and then wrote
+    (creating them) found the database changed by another writer meanwhile, and failed at once
+    with "database is locked" instead of waiting its turn."""
+    def caller(c: int) -> list[int]:
+        accepted = []
+        for n in range(4):
+            accepted.append(send(database, workspace, [
+                {"type": "page_view", "contact": {"email": f"new{c}-{n}-{i}@example.com"},
+                 "idempotency_key": f"at-once-{c}-{n}-{i}", "properties": {"url": "https://shop.example/"}}
+                for i in range(30)]).accepted)
+        return accepted
+
+    with ThreadPoolExecutor(4) as callers:
+        results = [done.result() for done in [callers.submit(caller, c) for c in range(4)]]
+    assert results == [[30] * 4] * 4
+    assert len(stored(database, workspace)) == 4 * 4 * 30

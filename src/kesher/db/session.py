@@ -40,15 +40,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin_before_savepoint(conn: Any, _name: str | None) -> None:
-    """Open the transaction before a first SAVEPOINT.
+    """Open the transaction, as a writer, before a first SAVEPOINT.
 
     Python's sqlite3 driver issues BEGIN only before a write; a SAVEPOINT sent before any write would
     itself start SQLite's transaction, and its RELEASE would then commit everything so far, leaving
     the rest of the caller's transaction to commit or fail on its own.
+
+    IMMEDIATE: a savepoint guards a write (a contact upsert, stored events) that reads first. In a
+    plain BEGIN the reads pin a snapshot, and when another writer commits before this one's first
+    write, SQLite cannot let it write on that snapshot: it fails at once with "database is locked",
+    without waiting (four callers posting new contacts' events at once lost most of their calls).
+    Taking the write lock at BEGIN waits for it (busy_timeout), and the reads then see the latest.
     """
     driver = conn.connection.dbapi_connection
     if not driver.in_transaction:
-        driver.execute("BEGIN")
+        driver.execute("BEGIN IMMEDIATE")
 
 
 def hold_writer_turn(session: Session) -> None:

@@ -189,8 +189,8 @@ def ingest(session: Session, workspace: Workspace, raw: Sequence[Any], *, source
     result = IngestResult()
     now = utcnow()
     accepted = validate(raw, result, region, now)
+    hold_writer_turn(session)  # what follows may write, from creating contacts on
     accepted = _resolve_contacts(session, workspace, accepted, result)
-    hold_writer_turn(session)
     for attempt in (1, 2):
         duplicates_before = result.duplicates
         fresh = _drop_replays(session, workspace.id, accepted, result)
