@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from kesher.accounts.models import Workspace
+from kesher.db import session as session_module
 from kesher.db.session import hold_writer_turn
 from kesher.events.ingest import ingest
 
@@ -117,3 +118,24 @@ def test_a_thread_holding_the_turn_does_not_wait_for_it_in_another_session(datab
     thread.start()
     thread.join(10)
     assert finished.is_set(), "the thread waited for the turn it holds"
+
+
+def test_a_turn_held_too_long_is_waited_for_no_longer_than_sqlite_would_wait(database, monkeypatch):
+    """Then the writer goes on without it, as any writer does, on SQLite's own wait."""
+    if database.dialect != "sqlite":
+        pytest.skip("PostgreSQL writers need no turn")
+    monkeypatch.setattr(session_module, "WRITER_WAIT", 0.2)
+    took: list[bool] = []
+    with database.session() as holder:
+        hold_writer_turn(holder)
+
+        def other() -> None:
+            with database.session() as session:
+                hold_writer_turn(session)
+                took.append("writer_turn" in session.info)
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive()
+    assert took == [False]

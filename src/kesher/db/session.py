@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kesher.db.base import json_text
 
+# How long a writer waits for SQLite's lock (busy_timeout), and for the writer turn.
+WRITER_WAIT = 30.0
+
 try:
     import fcntl
 except ImportError:  # not on Windows, where SQLite's own waiting is the only one
@@ -27,7 +31,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(WRITER_WAIT * 1000)}")
     # A savepoint inside a transaction copies each page it changes to a sub-journal, a temporary file
     # unless kept in memory: on disk it cost bulk writes (ingest, import) some 6%.
     cur.execute("PRAGMA temp_store=MEMORY")
@@ -58,13 +62,14 @@ def _sqlite_begin_before_savepoint(conn: Any, _name: str | None) -> None:
 
 
 def hold_writer_turn(session: Session) -> None:
-    """On SQLite, wait for this database's turn to write as the kernel queues waiters, and keep it
-    until the session's transaction ends; on PostgreSQL nothing.
+    """On SQLite, wait for this database's turn to write, and keep it until the session's
+    transaction ends; on PostgreSQL nothing.
 
     While one process writes, SQLite makes another wait by sleeping in growing steps (up to 100 ms)
     and looking again; with two processes posting event batches, the waiting one slept past the
-    moment the database was free by about a quarter of the time a batch holds it. A lock on a file
-    beside the database wakes the next writer as the last one's transaction ends. Only the hot
+    moment the database was free by about a quarter of the time a batch holds it. The turn is a
+    lock on a file beside the database, looked at every millisecond. A writer that has waited for
+    it as long as SQLite would wait for its own lock goes on without it. Only the hot
     writers take it (event ingest), and only before their transaction has written anything; any
     other writer still waits the SQLite way. So nobody holding the database's lock ever waits for
     the turn, and nothing can deadlock. A thread that holds the turn in one session does not wait
@@ -80,7 +85,9 @@ def hold_writer_turn(session: Session) -> None:
         return  # it has written already, so holds the database's own lock
     turn = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(turn, fcntl.LOCK_EX)
+        if not _wait_for(turn):
+            os.close(turn)  # held too long (a session left open?): SQLite's own wait decides, as for any writer
+            return
     except BaseException:
         os.close(turn)
         raise
@@ -89,6 +96,20 @@ def hold_writer_turn(session: Session) -> None:
     if not session.info.get("gives_writer_turn_back"):
         session.info["gives_writer_turn_back"] = True
         event.listen(session, "after_transaction_end", _give_writer_turn_back)
+
+
+def _wait_for(turn: int) -> bool:
+    """Take the lock on `turn`, looking every millisecond for as long as SQLite would wait (busy_timeout);
+    False when it stayed taken. A blocking flock could wait for ever on a holder that never ends."""
+    deadline = time.monotonic() + WRITER_WAIT
+    while True:
+        try:
+            fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
 
 
 def _give_writer_turn_back(session: Session, transaction: Any) -> None:
