@@ -215,3 +215,27 @@ def test_callers_at_once_each_creating_contacts_all_get_their_events_stored(data
         results = [done.result() for done in [callers.submit(caller, c) for c in range(4)]]
     assert results == [[30] * 4] * 4
     assert len(stored(database, workspace)) == 4 * 4 * 30
+
+
+def test_callers_at_once_creating_the_same_people_all_get_their_events_stored(database, workspace):
+    """Four callers post events for the same 120 people, none known yet, in different orders.
+
+    On PostgreSQL two transactions creating one contact meet on its unique email: the second
+    waited for the first, then failed, and its one retry could meet a third."""
+    import random
+
+    def caller(c: int) -> list[int]:
+        order = list(range(120))
+        random.Random(c).shuffle(order)
+        return [send(database, workspace, [
+            {"type": "page_view", "contact": {"email": f"same{p}@example.com"},
+             "idempotency_key": f"same-{c}-{n}-{j}", "properties": {"url": "https://shop.example/"}}
+            for j, p in enumerate(order[n * 40:(n + 1) * 40] + order[:10])]).accepted for n in range(3)]
+
+    with ThreadPoolExecutor(4) as callers:
+        results = [done.result() for done in [callers.submit(caller, c) for c in range(4)]]
+    assert results == [[50] * 3] * 4
+    with database.session() as s:
+        people = s.scalars(select(Contact.email).where(Contact.workspace_id == workspace.id,
+                                                      Contact.email.like("same%"))).all()
+    assert sorted(people) == sorted(f"same{p}@example.com" for p in range(120))

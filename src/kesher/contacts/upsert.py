@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -122,6 +122,33 @@ def _find_existing(session: Session, workspace_id: int, groups: list[_Group]) ->
             group.contact_id = group.existing["id"]
 
 
+# A transaction-scoped lock per workspace for creating contacts: one entry in PostgreSQL's lock table.
+_CREATION_LOCK = "hashtextextended('kesher:contacts:' || CAST(:workspace AS text), 0)"
+_TRY_TAKE_CREATION = text(f"SELECT pg_try_advisory_xact_lock({_CREATION_LOCK})")
+_TAKE_CREATION = text(f"SELECT pg_advisory_xact_lock({_CREATION_LOCK})")
+
+
+def _take_turn_to_create(session: Session, workspace_id: int, groups: list[_Group]) -> None:
+    """On PostgreSQL, when some contacts are new: take the workspace's turn to create contacts, kept
+    to the end of the transaction; when another transaction had it, look for the new ones again.
+
+    Two transactions creating the same new contact both found nothing, and the second then waited on
+    the unique index for the first to commit and failed; its one retry could meet a third the same
+    way (four callers posting the same new people's events lost calls). Taking turns, the second
+    looks again once the first has committed, and finds the contact. Only creating takes turns:
+    batches whose contacts all exist go on side by side. A turn free at once needs no second look
+    (an import's batches), but a creator may have committed between the first look and the turn:
+    the unique index then refuses the insert, and the retry finds what it made. SQLite's write
+    lock, taken when the savepoint's transaction begins, does all this there.
+    """
+    new = [group for group in groups if group.existing is None and group.error is None]
+    if not new or session.get_bind().dialect.name != "postgresql":
+        return
+    if not session.scalar(_TRY_TAKE_CREATION, {"workspace": workspace_id}):
+        session.execute(_TAKE_CREATION, {"workspace": workspace_id})
+        _find_existing(session, workspace_id, new)
+
+
 def upsert_contacts(
     session: Session, workspace_id: int, items: Sequence[ContactInput], *, source: str = "api",
     list_ids: Iterable[int] = (), tag_ids: Iterable[int] = (), consent_source: str = "",
@@ -138,6 +165,7 @@ def upsert_contacts(
         try:
             with session.begin_nested():
                 _find_existing(session, workspace_id, groups)
+                _take_turn_to_create(session, workspace_id, groups)
                 _write(session, workspace_id, groups, outcomes, source, list_ids, tag_ids, consent_source)
             break
         except IntegrityError:
