@@ -110,12 +110,11 @@ def run(backend: str, n_contacts: int, bodies: list[bytes], total: int, workers:
         kesher = str(Path(sys.executable).parent / "kesher")
         server = subprocess.Popen([kesher, "serve", "--port", str(port), "--no-worker", "--workers", str(workers)],
                                   env=env, stdout=subprocess.DEVNULL, stderr=log)
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1",
-                              headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-                              timeout=120)
+        base_url = f"http://127.0.0.1:{port}/api/v1"
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
         for _ in range(200):
             try:
-                client.get("/openapi.json")
+                httpx.get(f"{base_url}/openapi.json")
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
@@ -126,7 +125,7 @@ def run(backend: str, n_contacts: int, bodies: list[bytes], total: int, workers:
 
         def caller() -> None:
             nonlocal accepted
-            with httpx.Client(base_url=str(client.base_url), headers=client.headers, timeout=120) as own:
+            with httpx.Client(base_url=base_url, headers=headers, timeout=120) as own:
                 while True:
                     with lock:
                         body = next(calls, None)
@@ -184,14 +183,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=0,
                         help="callers posting at the same time, each a call after another (default: one per worker)")
     args = parser.parse_args()
+    clients = args.clients or args.workers
     bodies = payloads(args.contacts, args.events, args.per_call, args.order)
     total = sum(body.count(b'"type"') for body in bodies)
     print(f"machine: {machine()}")
     print(f"data: {args.contacts:,} contacts, {total:,} events of the demo shop, {args.per_call:,} a call, "
-          f"{args.workers} server process{'es' if args.workers > 1 else ''}, {args.clients or args.workers} "
-          f"caller{'s' if (args.clients or args.workers) > 1 else ''} at a time, in {args.order} order")
+          f"{args.workers} server process{'es' if args.workers > 1 else ''}, {clients} "
+          f"caller{'s' if clients > 1 else ''} at a time, in {args.order} order")
     for backend in args.backends.split(","):
-        run(backend, args.contacts, bodies, total, args.workers, args.clients or args.workers)
+        run(backend, args.contacts, bodies, total, args.workers, clients)
 
 
 if __name__ == "__main__":
