@@ -1,14 +1,17 @@
 """A transaction is whole on both databases, savepoints included."""
 
 import threading
+import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, update
 
 from kesher.accounts.models import Workspace
 from kesher.db import session as session_module
 from kesher.db.session import hold_writer_turn
+from kesher.events import catalogue
 from kesher.events.ingest import ingest
+from kesher.events.models import Product
 
 
 def _workspaces(database, slug: str) -> int:
@@ -139,3 +142,61 @@ def test_a_turn_held_too_long_is_waited_for_no_longer_than_sqlite_would_wait(dat
         thread.join(10)
         assert not thread.is_alive()
     assert took == [False]
+
+
+# Writers of the same rows take their locks in one order (PostgreSQL) --------------------------------
+
+
+def _waiting_for_locks(database) -> int:
+    with database.session() as session:
+        return session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                   "AND wait_event_type = 'Lock'")) or 0
+
+
+def _until(predicate, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_two_orders_with_the_same_products_in_opposite_orders_both_refresh_the_catalogue(database, workspace):
+    """Each locks the rows it merges in key order, so neither can hold one the other waits for while waiting.
+
+    Given in the order of their lines, the first would lock A and wait for C (held by a third
+    transaction), the second B and then wait for C too; once C was free, the first would wait for B
+    and the second for A, and PostgreSQL would fail one of them as a deadlock.
+    """
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no two writers wait for each other")
+    line = {"A": {"sku": "A", "name": "Apples", "price": 1.0}, "B": {"sku": "B", "name": "Bread", "price": 2.0},
+            "C": {"sku": "C", "name": "Cheese", "price": 3.0}}
+    with database.session() as session:
+        catalogue.upsert_from_order(session, workspace.id, line.values(), source="woocommerce")
+    failures: list[BaseException] = []
+
+    def order(skus: str, price: float) -> threading.Thread:
+        def run() -> None:
+            try:
+                with database.session() as session:
+                    catalogue.upsert_from_order(session, workspace.id, [line[s] | {"price": price} for s in skus],
+                                                source="woocommerce")
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                failures.append(exc)
+
+        return threading.Thread(target=run)
+
+    with database.session() as blocker:
+        blocker.execute(update(Product).where(Product.workspace_id == workspace.id, Product.sku == "C")
+                        .values(name="Cheese (held)"))
+        first, second = order("ACB", 10.0), order("BCA", 20.0)
+        first.start()
+        _until(lambda: _waiting_for_locks(database) == 1)
+        second.start()
+        _until(lambda: _waiting_for_locks(database) == 2)
+    for thread in (first, second):
+        thread.join(30)
+    assert failures == []
+    with database.session() as session:
+        prices = set(session.scalars(select(Product.price).where(Product.workspace_id == workspace.id)))
+    assert len(prices) == 1 and prices <= {10.0, 20.0}  # one order's prices on all three, whichever came last

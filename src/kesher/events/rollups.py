@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, case, cast, func, literal, select, update
@@ -81,8 +80,7 @@ def _merge_upsert(session: Session, table: Any, rows: list[dict[str, Any]], keys
     new row gets ZERO, or the column's default, in them. SQLite rewrites the index entries of every
     column a SET names, changed or not: the `email_sent` events of a campaign (a sent count and a
     time) thus leave the indexes on revenue, purchases and opens alone. On PostgreSQL it is fewer
-    arrays to send. Rows go in the order of their keys, so two transactions lock the rows they
-    share in the same order.
+    arrays to send.
     """
     if not rows:
         return
@@ -90,7 +88,7 @@ def _merge_upsert(session: Session, table: Any, rows: list[dict[str, Any]], keys
     # SQLite's bulk path takes whole rows; PostgreSQL's arrays only the columns merged.
     sqlite = session.get_bind().dialect.name == "sqlite"
     blank = {column: ZERO[kinds[column]] for column in (kinds if sqlite else columns)}
-    whole = sorted((blank | row for row in rows), key=itemgetter(*keys))
+    whole = [blank | row for row in rows]
     if not columns:  # events no rollup counts (stage or segment changes): a blank row, if none yet
         insert_ignore(session, table, whole, keys)
         return
