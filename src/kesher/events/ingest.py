@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -78,7 +78,10 @@ def validate(raw: Sequence[Any], result: IngestResult, region: str, now: datetim
         except ValidationError as exc:
             _fail(result, index, f"contact.{exc.field}", exc.message)
             continue
-        accepted.append(Accepted(index, event, event.ts or now, key))
+        # In UTC from here on, the zone it is stored in: an offset parsed from JSON is a zone of
+        # pydantic's, slower to ask for its offset, and each of an event's rows asks (its row, its
+        # purchase lines, its contact's rollups).
+        accepted.append(Accepted(index, event, event.ts.astimezone(UTC) if event.ts else now, key))
     return accepted
 
 
