@@ -10,7 +10,8 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, func, select, t
 
 from kesher.contacts.models import Contact
 from kesher.db.base import JSONData, utcnow
-from kesher.db.upsert import FEW_ROWS, insert_new, insert_with_ids, merge_rows, sqlite_text_time, update_rows
+from kesher.db.upsert import (FEW_ROWS, in_key_order, insert_new, insert_with_ids, merge_rows, sqlite_text_time,
+                             update_rows)
 
 NOW = utcnow()
 
@@ -216,3 +217,17 @@ def test_the_two_instants_of_one_wall_clock_time_are_written_apart():
     assert first == second
     assert sqlite_text_time(first) == "2026-10-24 22:30:00.000000"
     assert sqlite_text_time(second) == "2026-10-24 23:30:00.000000"
+
+
+def test_rows_are_written_in_key_order_on_postgresql_a_missing_key_first(database):
+    """The order two writers of the same rows lock them in (see the catalogue's deadlock test)."""
+    table = Table(f"bulk_{uuid.uuid4().hex[:8]}", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("code", String(10), nullable=True))
+    rows = [{"id": 3, "code": "b"}, {"id": 1, "code": None}, {"id": 2, "code": "a"}]
+    with database.session() as session:
+        by_code = [row["id"] for row in in_key_order(session, table, rows, ["code"])]
+        by_id = [row["id"] for row in in_key_order(session, table, rows, ["id"])]
+    if database.dialect == "postgresql":
+        assert (by_code, by_id) == ([1, 2, 3], [1, 2, 3])
+    else:  # one writer at a time: left as given
+        assert by_code == by_id == [3, 1, 2]

@@ -272,17 +272,21 @@ def insert_with_ids(session: Session, table: Table, rows: list[dict[str, Any]]) 
     return sorted(newest)
 
 
-def in_key_order(session: Session, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
+def in_key_order(session: Session, table: Table, rows: Sequence[dict[str, Any]],
+                 keys: Sequence[str]) -> list[dict[str, Any]]:
     """On PostgreSQL, the rows sorted by their `keys`, the order in which a bulk write locks them.
 
     Two transactions writing some of the same rows then lock those in one order, and neither can
     hold a row the other waits for while it waits itself: given in the order of its lines, one
     order of products A, C, B and another of B, C, A deadlocked, and PostgreSQL failed one of
-    them. A NULL key sorts first. SQLite has one writer at a time: the rows stay as given.
+    them. A NULL key, where a key column may hold one, sorts first. SQLite has one writer at a
+    time: the rows stay as given.
     """
     if session.get_bind().dialect.name != "postgresql":
         return list(rows)
-    return sorted(rows, key=lambda row: tuple((row[k] is not None, row[k]) for k in keys))
+    if any(table.c[k].nullable for k in keys):
+        return sorted(rows, key=lambda row: tuple((row[k] is not None, row[k]) for k in keys))
+    return sorted(rows, key=itemgetter(*keys))
 
 
 def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Iterable[str]) -> None:
@@ -291,7 +295,7 @@ def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]
         return
     keys = list(keys)
     stmt = dialect_insert(session, table).on_conflict_do_nothing(index_elements=keys)
-    session.execute(stmt, in_key_order(session, rows, keys))
+    session.execute(stmt, in_key_order(session, table, rows, keys))
 
 
 def merge_rows(
@@ -318,7 +322,7 @@ def merge_rows(
             session.execute(make(), list(rows))
         return
     columns = list(rows[0])
-    source = _unnested(table, in_key_order(session, rows, keys), columns)
+    source = _unnested(table, in_key_order(session, table, rows, keys), columns)
     stmt = postgresql.insert(table).from_select(columns, select(*(source.c[c] for c in columns)))
     with generic_plans(session):
         session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=merge(stmt.excluded)))
@@ -341,7 +345,7 @@ def update_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]], 
             {c: bindparam(f"p_{c}") for c in others})
         session.execute(stmt, [{f"p_{c}": row[c] for c in columns} for row in rows])
         return
-    source = _unnested(table, in_key_order(session, rows, [key]), columns)
+    source = _unnested(table, in_key_order(session, table, rows, [key]), columns)
     session.execute(update(table).where(table.c[key] == source.c[key]).values({c: source.c[c] for c in others}))
 
 
