@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import BigInteger, Integer, case, cast, func, literal, select, update
@@ -110,9 +111,7 @@ def _fold(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any],
 
 def _contact_contributions(row: dict[str, Any]) -> dict[str, Any]:
     found = {}
-    for r in ROLLUPS:
-        if not r.counts(row["type"]):
-            continue
+    for r in _counting(row["type"]):
         if r.kind == "count":
             found[r.column] = 1
         elif r.kind == "sum":
@@ -120,6 +119,12 @@ def _contact_contributions(row: dict[str, Any]) -> dict[str, Any]:
         else:
             found[r.column] = row["ts"]
     return found
+
+
+@lru_cache(maxsize=1024)
+def _counting(event_type: str) -> tuple[Rollup, ...]:
+    """The rollups an event of this type counts in, worked out once per type rather than for each event."""
+    return tuple(r for r in ROLLUPS if r.counts(event_type))
 
 
 CONTACT_KINDS = {r.column: r.kind for r in ROLLUPS}
