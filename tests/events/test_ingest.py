@@ -185,7 +185,7 @@ def test_events_checked_in_one_pass_come_out_as_the_two_steps_give_them(monkeypa
         result = IngestResult()
         kept = ingest_module.validate(sample, result, "IL", now)
         return ([(a.index, a.event.type, a.event.contact, a.event.anonymous_id, a.event.idempotency_key,
-                  a.event.properties, a.ts, a.contact_key) for a in kept], result.errors)
+                  a.properties, a.ts, a.contact_key) for a in kept], result.errors)
 
     fast = sum(ingest_module._valid_at_once(item) is not None for item in sample)
     assert fast == len(sample) - 5  # all but the four bad events and " unsubscribed " (stripped later)
