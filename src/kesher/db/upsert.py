@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from operator import itemgetter
 from typing import Any
@@ -185,16 +185,21 @@ def sqlite_text_time(value: datetime | None) -> str | None:
     into its row, its purchase lines and its contact's rollups; a wave's messages were sent at one
     instant, a call's events received at one), and a look-up costs a quarter of a conversion. The
     offset is part of the key: two times of one zone are equal by their wall clock alone, and in
-    the hour a clock goes back one wall-clock time is two instants. A naive time has no offset, so
-    it is refused here every time."""
+    the hour a clock goes back one wall-clock time is two instants. A time in UTC (an event's, once
+    checked; every time Kesher makes) is its own key: no hour of UTC comes twice, and asking for the
+    offset cost as much as the look-up. A naive time has no offset, so it is refused here every time."""
     if value is None:
         return None
-    key = (value, value.utcoffset())
+    if value.tzinfo is UTC:
+        key: Hashable = value
+    else:
+        offset = value.utcoffset()
+        if offset is None:
+            raise ValueError("naive datetime given; Kesher stores aware UTC datetimes only")
+        key = (value, offset)
     text = _TIMES.get(key)
     if text is not None:
         return text
-    if key[1] is None:
-        raise ValueError("naive datetime given; Kesher stores aware UTC datetimes only")
     text = value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
     if len(_TIMES) >= TIMES_KEPT:
         _TIMES.clear()  # threads sharing it at worst convert again
@@ -203,7 +208,7 @@ def sqlite_text_time(value: datetime | None) -> str | None:
 
 
 TIMES_KEPT = 20_000  # more than the instants of a batch of 10,000 events; about 3 MB
-_TIMES: dict[tuple[datetime, timedelta | None], str] = {}
+_TIMES: dict[Hashable, str] = {}
 
 
 @cache
