@@ -234,13 +234,12 @@ def _sqlite_cells(table: Table, columns: tuple[str, ...]) -> Callable[[dict[str,
     getters = itemgetter(*columns) if len(columns) > 1 else (lambda row: (row[columns[0]],))
     if not any(convert):
         return getters  # type: ignore[return-value]
-    steps = list(enumerate(convert))
+    steps = [(i, step) for i, step in enumerate(convert) if step is not None]
 
     def cells(row: dict[str, Any]) -> tuple[Any, ...]:
         values = list(getters(row))
         for i, step in steps:
-            if step is not None:
-                values[i] = step(values[i])
+            values[i] = step(values[i])
         return tuple(values)
 
     return cells
