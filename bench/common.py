@@ -47,7 +47,7 @@ def fresh_database(backend: str) -> str:
 
 def drop_database(url: str) -> None:
     if url.startswith("sqlite:///"):
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", "-writer"):  # -writer: ingest's writer turn (db/session.py)
             Path(url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
         return
     name = make_url(url).database
