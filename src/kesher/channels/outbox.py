@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from kesher.campaigns.models import Campaign
 from kesher.channels.models import OutboxMessage
-from kesher.db.upsert import dialect_insert, generic_plans, one_of, sqlite_text_time
+from kesher.db.upsert import dialect_insert, generic_plans, in_json_array, one_of, sqlite_text_time
 
 OUTBOX = OutboxMessage.__table__
 MAX_ATTEMPTS = 8
@@ -103,7 +103,7 @@ def _mark_sent_sql(dialect: Dialect, if_sending: bool) -> tuple[str, tuple[str, 
     if dialect.name == "postgresql":
         ids = OUTBOX.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger)))
     else:
-        ids = OUTBOX.c.id.in_(select(literal_column("value")).select_from(func.json_each(bindparam("ids"))))
+        ids = in_json_array(OUTBOX.c.id, bindparam("ids"))
     stmt = (update(OUTBOX)
             .where(ids, OUTBOX.c.claim_token == bindparam("token"), OUTBOX.c.status == literal_column("'sending'"))
             .values(status=literal_column("'sent'"), sent_at=bindparam("now"), claim_token=null(), claimed_until=null(),

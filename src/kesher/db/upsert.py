@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import (JSON, BigInteger, Float, Integer, String, Table, any_, bindparam, func, insert,
-                        select, text, update)
+                        literal_column, select, text, update)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -36,11 +37,23 @@ def lookup(session: Session, column: Any, values: Iterable[Any], columns: Sequen
 
 
 def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
-    """`column IN values`; on PostgreSQL one array parameter, not thousands the driver rewrites one by one."""
+    """`column IN values`, the values in one parameter, not thousands: an array on PostgreSQL, which
+    the driver would otherwise rewrite one by one; a JSON array on SQLite (`in_json_array`)."""
     values = list(values)
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
-    return column.in_(values)
+    return in_json_array(column, bindparam(None, json.dumps(values), type_=String))
+
+
+def in_json_array(column: Any, array: Any) -> Any:
+    """`column IN` the values of the JSON array `array` (a parameter), on SQLite.
+
+    An IN list of a thousand values had SQLAlchemy expand and process each as a parameter of its
+    own, and SQLite parse a statement of a thousand placeholders, on every execution: 3% of the
+    instructions of an event ingest. SQLite plans both the same, by the index on `column`. A value
+    JSON cannot hold (a datetime) is refused rather than compared as text.
+    """
+    return column.in_(select(literal_column("value")).select_from(func.json_each(array)))
 
 
 def same_workspace(session: Session, column: Any, workspace_id: int) -> Any:
