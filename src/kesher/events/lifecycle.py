@@ -38,6 +38,7 @@ did not email is scored on visits alone. Weights [1, 2, 1].
 
 from __future__ import annotations
 
+import json
 import logging
 import typing
 from collections import defaultdict
@@ -49,8 +50,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticError
-from sqlalchemy import (BigInteger, Float, Select, Table, and_, any_, bindparam, case, cast, extract, func, literal,
-                        null, or_, select, update)
+from sqlalchemy import (BigInteger, Float, Select, String, Table, and_, any_, bindparam, case, cast, extract, func,
+                        literal, null, or_, select, update)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -61,7 +62,7 @@ from kesher.accounts.models import Workspace
 from kesher.contacts.models import Contact
 from kesher.db import Database, utcnow
 from kesher.db.base import UTCDateTime
-from kesher.db.upsert import dialect_insert, generic_plans, insert_new, one_of, same_workspace
+from kesher.db.upsert import dialect_insert, generic_plans, in_json_array, insert_new, one_of, same_workspace
 from kesher.errors import NotFound, ValidationError
 from kesher.events.models import CampaignReceipt, ContactRollup, Event
 from kesher.events.rollups import CONTACT_KINDS, RECENT_CAMPAIGNS, ZERO
@@ -428,7 +429,7 @@ def _changes_of_ids(dialect: str, t: Thresholds) -> Select[Any]:
     c = CONTACTS.c
     workspace = bindparam("workspace_id", type_=BigInteger())
     if dialect == "sqlite":  # as `same_workspace` and `one_of` have it
-        mine, ids = c.workspace_id + 0 == workspace, c.id.in_(bindparam("ids", expanding=True))
+        mine, ids = c.workspace_id + 0 == workspace, in_json_array(c.id, bindparam("ids", type_=String()))
     else:
         mine, ids = c.workspace_id == workspace, c.id == any_(bindparam("ids", type_=ARRAY(BigInteger())))
     return _changes(t, None, mine, ids)
@@ -443,8 +444,10 @@ def _refresh_chunk(session: Session, workspace_id: int, t: Thresholds, now: date
     """
     r = CONTACT_ROLLUPS.c
     if isinstance(which, list):
-        params = {"ids": which, "workspace_id": workspace_id, **moment_params(t, now)}
-        changed = session.execute(_changes_of_ids(session.get_bind().dialect.name, t), params).all()
+        dialect = session.get_bind().dialect.name
+        params = {"ids": json.dumps(which) if dialect == "sqlite" else which, "workspace_id": workspace_id,
+                  **moment_params(t, now)}
+        changed = session.execute(_changes_of_ids(dialect, t), params).all()
     else:
         c = CONTACTS.c
         changed = session.execute(_changes(t, now, same_workspace(session, c.workspace_id, workspace_id),
