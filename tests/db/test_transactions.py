@@ -1,7 +1,6 @@
 """A transaction is whole on both databases, savepoints included."""
 
 import threading
-import time
 
 import pytest
 from sqlalchemy import func, select, text, update
@@ -12,6 +11,7 @@ from kesher.db.session import hold_writer_turn
 from kesher.events import catalogue
 from kesher.events.ingest import ingest
 from kesher.events.models import Product
+from tests.channels.conftest import wait_for
 
 
 def _workspaces(database, slug: str) -> int:
@@ -153,13 +153,6 @@ def _waiting_for_locks(database) -> int:
                                    "AND wait_event_type = 'Lock'")) or 0
 
 
-def _until(predicate, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def test_two_orders_with_the_same_products_in_opposite_orders_both_refresh_the_catalogue(database, workspace):
     """Each locks the rows it merges in key order, so neither can hold one the other waits for while waiting.
 
@@ -191,9 +184,9 @@ def test_two_orders_with_the_same_products_in_opposite_orders_both_refresh_the_c
                         .values(name="Cheese (held)"))
         first, second = order("ACB", 10.0), order("BCA", 20.0)
         first.start()
-        _until(lambda: _waiting_for_locks(database) == 1)
+        wait_for(lambda: _waiting_for_locks(database) == 1, seconds=10)
         second.start()
-        _until(lambda: _waiting_for_locks(database) == 2)
+        wait_for(lambda: _waiting_for_locks(database) == 2, seconds=10)
     for thread in (first, second):
         thread.join(30)
     assert failures == []
