@@ -3,7 +3,7 @@
 import threading
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 from kesher.accounts.models import Workspace
 from kesher.db import session as session_module
@@ -12,6 +12,7 @@ from kesher.events import catalogue
 from kesher.events.ingest import ingest
 from kesher.events.models import Product
 from tests.channels.conftest import wait_for
+from tests.locks import waiting_for_locks
 
 
 def _workspaces(database, slug: str) -> int:
@@ -147,12 +148,6 @@ def test_a_turn_held_too_long_is_waited_for_no_longer_than_sqlite_would_wait(dat
 # Writers of the same rows take their locks in one order (PostgreSQL) --------------------------------
 
 
-def _waiting_for_locks(database) -> int:
-    with database.session() as session:
-        return session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                   "AND wait_event_type = 'Lock'")) or 0
-
-
 def test_two_orders_with_the_same_products_in_opposite_orders_both_refresh_the_catalogue(database, workspace):
     """Each locks the rows it merges in key order, so neither can hold one the other waits for while waiting.
 
@@ -184,9 +179,9 @@ def test_two_orders_with_the_same_products_in_opposite_orders_both_refresh_the_c
                         .values(name="Cheese (held)"))
         first, second = order("ACB", 10.0), order("BCA", 20.0)
         first.start()
-        wait_for(lambda: _waiting_for_locks(database) == 1, seconds=10)
+        wait_for(lambda: waiting_for_locks(database) == 1, seconds=10)
         second.start()
-        wait_for(lambda: _waiting_for_locks(database) == 2, seconds=10)
+        wait_for(lambda: waiting_for_locks(database) == 2, seconds=10)
     for thread in (first, second):
         thread.join(30)
     assert failures == []

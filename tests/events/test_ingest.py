@@ -3,6 +3,7 @@
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from kesher.accounts.models import Workspace
@@ -12,6 +13,8 @@ from kesher.events import service
 from kesher.events.ingest import ingest
 from kesher.events.models import Event, PurchaseItem
 from kesher.events.rollups import SYSTEM_TYPES
+from tests.channels.conftest import wait_for
+from tests.locks import waiting_for_locks
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -239,3 +242,30 @@ def test_callers_at_once_creating_the_same_people_all_get_their_events_stored(da
         people = s.scalars(select(Contact.email).where(Contact.workspace_id == workspace.id,
                                                       Contact.email.like("same%"))).all()
     assert sorted(people) == sorted(f"same{p}@example.com" for p in range(120))
+
+
+def test_two_calls_replaying_the_same_new_keys_in_opposite_orders_both_succeed(database, workspace):
+    """Each call inserts its events in key order (PostgreSQL), so neither holds a key the other waits for.
+
+    Given in the order of the call, the first would insert A and wait for C (held by a third,
+    unfinished call), the second B and wait for C too; once C was given up, one would wait for
+    the other's B or A and PostgreSQL would fail it as a deadlock, where a replay should only be
+    counted as one."""
+    if database.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no two writers wait for each other")
+    contact = new_contact(database, workspace)
+
+    def events(keys: str) -> list[dict]:
+        return [{"type": "page_view", "contact": {"id": contact}, "idempotency_key": f"replay-{k}",
+                 "ts": T0.isoformat(), "properties": {"url": f"https://shop.example/{k}"}} for k in keys]
+
+    with ThreadPoolExecutor(2) as callers, database.session() as blocker:
+        ingest(blocker, blocker.get_one(Workspace, workspace.id), events("C"))
+        first = callers.submit(send, database, workspace, events("ACB"))
+        wait_for(lambda: waiting_for_locks(database) == 1, seconds=10)
+        second = callers.submit(send, database, workspace, events("BCA"))
+        wait_for(lambda: waiting_for_locks(database) == 2, seconds=10)
+        blocker.rollback()  # C is free again: both go on
+        results = [first.result(30), second.result(30)]
+    assert sorted((r.accepted, r.duplicates) for r in results) == [(0, 3), (3, 0)]
+    assert sorted(e.idempotency_key for e in stored(database, workspace)) == ["replay-A", "replay-B", "replay-C"]

@@ -21,7 +21,7 @@ from kesher.contacts.upsert import upsert_contacts
 from kesher.db import Database
 from kesher.db.base import utcnow
 from kesher.db.session import hold_writer_turn
-from kesher.db.upsert import generic_plans, insert_new, insert_with_ids, lookup, same_workspace
+from kesher.db.upsert import generic_plans, in_key_order, insert_new, insert_with_ids, lookup, same_workspace
 from kesher.errors import ValidationError
 from kesher.events import lifecycle, rollups
 from kesher.events.models import Event, PurchaseItem
@@ -225,12 +225,14 @@ def store(session: Session, workspace_id: int, accepted: list[Accepted], source:
              "type": a.event.type, "ts": a.ts, "received_at": now, "idempotency_key": a.event.idempotency_key,
              "source": source, "amount_minor": _amount(a), "campaign_id": a.properties.get("campaign_id"),
              "properties": a.properties} for a in accepted]
+    # Two calls replaying some of the same new keys at once insert them in one order (see `in_key_order`).
+    rows = in_key_order(session, EVENTS, rows, ["idempotency_key"])
     ids = insert_with_ids(session, EVENTS, rows)
-    items = [{"event_id": event_id, "workspace_id": workspace_id, "contact_id": a.contact_id, "ts": a.ts,
+    items = [{"event_id": event_id, "workspace_id": workspace_id, "contact_id": row["contact_id"], "ts": row["ts"],
               "sku": i["sku"], "name": i.get("name", ""), "category": i.get("category", ""),
               "price": i.get("price", 0.0), "quantity": i.get("quantity", 1.0)}
-             for a, event_id in zip(accepted, ids, strict=True) if a.event.type == "purchase"
-             for i in a.properties.get("items", [])]
+             for row, event_id in zip(rows, ids, strict=True) if row["type"] == "purchase"
+             for i in row["properties"].get("items", [])]
     insert_new(session, PurchaseItem.__table__, items)
     if history:
         return ids
