@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import httpx
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import drop_database, fresh_database, machine  # noqa: E402
+from common import drop_database, free_port, fresh_database, machine  # noqa: E402
 
 from kesher.accounts import service as accounts  # noqa: E402
 from kesher.contacts.service import build_input  # noqa: E402
@@ -80,12 +79,6 @@ def payloads(n_contacts: int, n_events: int, per_call: int, order: str = "contac
     while batch := list(islice(stream, per_call)):
         out.append(json.dumps({"events": [encode(e) for e in batch]}, ensure_ascii=False).encode())
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(backend: str, n_contacts: int, bodies: list[bytes], total: int, workers: int = 1, clients: int = 1) -> None:

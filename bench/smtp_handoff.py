@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import socket
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import machine  # noqa: E402
+from common import free_port, machine  # noqa: E402
 
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
@@ -55,12 +54,6 @@ def sink(port: int, ready, pipelining: bool) -> None:  # noqa: ANN001
     ready.set()
     while True:
         time.sleep(3600)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def campaign_message(dkim: DkimKey | None) -> bytes:
