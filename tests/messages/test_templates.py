@@ -74,6 +74,12 @@ def test_sandbox_escapes_are_refused_at_save_with_a_clear_message(source, named)
     assert named in caught.value.message and "line 1" in caught.value.message
 
 
+def test_a_field_named_like_a_dict_method_reads_as_the_field():
+    # "items" and "values" are also methods of the dict a contact's fields come in.
+    assert render("{{ contact.fields.items }} {{ contact.fields.values }}",
+                  contact={"fields": {"items": 3, "values": "ירוק"}}) == "3 ירוק"
+
+
 def test_what_the_static_check_cannot_see_the_trial_render_refuses():
     for source in ("{{ contact|attr('__cl' ~ 'ass__') }}", "{{ '{0.__class__}'.format('') }}"):
         with pytest.raises(ValidationError, match="refused by the template sandbox"):

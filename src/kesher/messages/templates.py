@@ -56,6 +56,19 @@ class Missing(ChainableUndefined):
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """`contact.first_name` on a plain dict: its item, found first. Jinja looks for a dict's attribute
+        (a method) first, so a custom field named `items` or `values` rendered as a method, and the
+        AttributeError it caught for every other name cost 3% of a campaign message's instructions.
+        A dict's own methods are still found, and checked, when it holds no item of that name; an
+        item is data, which `contact["name"]` reads unchecked too."""
+        if type(obj) is dict:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
     def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
         # Refused at once, not as an undefined that renders empty: the trial render must see it.
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
