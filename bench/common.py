@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -30,6 +32,17 @@ def machine() -> str:
         pass
     mem = psutil.virtual_memory().total / 2**30
     return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def instructions(script: str, args: list[str]) -> int:
+    """The instructions a Python process running `script` with `args` executes, counted by valgrind's
+    callgrind: the same on every run of the same code and data, whatever else the machine does."""
+    done = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, script,
+                           *args], env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True, text=True)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode or found is None:
+        raise SystemExit(f"the counted run failed:\n{done.stderr[-3000:]}")
+    return int(found.group(1))
 
 
 def free_port() -> int:

@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import OUT, machine  # noqa: E402
+from common import OUT, instructions, machine  # noqa: E402
 
 PER_CALL = 1_000
 
@@ -64,14 +61,8 @@ def child(database: Path, bodies: Path, warmup: int, calls: int) -> None:
 
 def counted(database: Path, bodies: Path, warmup: int, calls: int) -> int:
     """The instructions of a child process that ingests `warmup` + `calls` calls."""
-    done = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
-         "--child", str(database), str(bodies), "--warmup", str(warmup), "--calls", str(calls)],
-        env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True, text=True, check=True)
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if found is None:
-        raise SystemExit(f"valgrind printed no count:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    return instructions(__file__, ["--child", str(database), str(bodies), "--warmup", str(warmup),
+                                   "--calls", str(calls)])
 
 
 def main() -> None:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +27,7 @@ from pathlib import Path
 from sqlalchemy import delete, insert, select
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import OUT, free_port, machine  # noqa: E402
+from common import OUT, free_port, instructions, machine  # noqa: E402
 
 
 def prepare(database: Path, warmup: int, messages: int) -> tuple[int, int]:
@@ -95,15 +93,9 @@ def child(database: Path, port: int, campaigns: list[int], batch: int, connectio
 
 def counted(database: Path, port: int, campaigns: list[int], batch: int, connections: int) -> int:
     """The instructions of a child process that sends `campaigns`."""
-    done = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
-         "--child", str(database), "--port", str(port), "--campaigns", ",".join(map(str, campaigns)),
-         "--batch", str(batch), "--connections", str(connections)],
-        env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True, text=True)
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if done.returncode or found is None:
-        raise SystemExit(f"the counted run failed:\n{done.stderr[-3000:]}")
-    return int(found.group(1))
+    return instructions(__file__, ["--child", str(database), "--port", str(port), "--campaigns",
+                                   ",".join(map(str, campaigns)), "--batch", str(batch), "--connections",
+                                   str(connections)])
 
 
 def main() -> None:
