@@ -224,10 +224,12 @@ def test_rows_are_written_in_key_order_on_postgresql_a_missing_key_first(databas
     table = Table(f"bulk_{uuid.uuid4().hex[:8]}", MetaData(), Column("id", Integer, primary_key=True),
                   Column("code", String(10), nullable=True))
     rows = [{"id": 3, "code": "b"}, {"id": 1, "code": None}, {"id": 2, "code": "a"}]
+    both = [{"id": 3, "code": None}, {"id": 2, "code": "a"}, {"id": 1, "code": None}]
     with database.session() as session:
         by_code = [row["id"] for row in in_key_order(session, table, rows, ["code"])]
         by_id = [row["id"] for row in in_key_order(session, table, rows, ["id"])]
+        by_code_then_id = [row["id"] for row in in_key_order(session, table, both, ["code", "id"])]
     if database.dialect == "postgresql":
-        assert (by_code, by_id) == ([1, 2, 3], [1, 2, 3])
+        assert (by_code, by_id, by_code_then_id) == ([1, 2, 3], [1, 2, 3], [1, 3, 2])
     else:  # one writer at a time: left as given
-        assert by_code == by_id == [3, 1, 2]
+        assert by_code == by_id == [3, 1, 2] and by_code_then_id == [3, 2, 1]
