@@ -218,7 +218,9 @@ def ingest(session: Session, workspace: Workspace, raw: Sequence[Any], *, source
 
 def store(session: Session, workspace_id: int, accepted: list[Accepted], source: str, now: datetime, *,
           history: bool = False) -> list[int]:
-    """Write events (and purchase lines) known to be new, and fold them into the rollups (unless `history`)."""
+    """Write events (and purchase lines) known to be new, and fold them into the rollups (unless `history`).
+
+    Returns the new events' ids in the order they were written: by idempotency key on PostgreSQL."""
     if not accepted:
         return []
     rows = [{"workspace_id": workspace_id, "contact_id": a.contact_id, "anonymous_id": a.event.anonymous_id,
