@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import update
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import OUT, free_port, instructions, machine  # noqa: E402
@@ -45,15 +45,10 @@ def prepare(database: Path, warmup: int, messages: int) -> tuple[int, int]:
     db = Database(f"sqlite:///{database}")
     upgrade(db.engine)
     ws, sender_id, first = build_audience(db, warmup + messages)
-    with db.session() as session:
+    with db.session() as session:  # the contacts after the first `warmup` move to a list of their own
         second = groups.create(session, ws, "list", "counted").id
-        moved = select(ListMembership.contact_id).where(ListMembership.list_id == first,
-                                                         ListMembership.contact_id > warmup)
-        ids = list(session.scalars(moved))
-        session.execute(delete(ListMembership).where(ListMembership.list_id == first,
-                                                     ListMembership.contact_id > warmup))
-        session.execute(insert(ListMembership), [{"list_id": second, "contact_id": i, "workspace_id": ws}
-                                                 for i in ids])
+        session.execute(update(ListMembership).where(ListMembership.list_id == first,
+                                                     ListMembership.contact_id > warmup).values(list_id=second))
     campaigns = []
     for name, the_list in (("warm-up", first), ("counted", second)):
         with db.session() as session:
