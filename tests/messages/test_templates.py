@@ -78,6 +78,12 @@ def test_a_field_named_like_a_dict_method_reads_as_the_field():
     # "items" and "values" are also methods of the dict a contact's fields come in.
     assert render("{{ contact.fields.items }} {{ contact.fields.values }}",
                   contact={"fields": {"items": 3, "values": "ירוק"}}) == "3 ירוק"
+    # A contact without them: the dict's own methods are found, and render as missing values do.
+    assert render("<{{ contact.fields.items }}>{{ contact.fields.values | default('אין') }}",
+                  contact={"fields": {}}) == "<>אין"
+    assert render("{% if contact.fields.items %}yes{% else %}no{% endif %}", contact={"fields": {}}) == "no"
+    assert render("{% for key, value in contact.fields.items() %}{{ key }}={{ value }}{% endfor %}",
+                  contact={"fields": {"size": 42}}) == "size=42"
 
 
 def test_what_the_static_check_cannot_see_the_trial_render_refuses():

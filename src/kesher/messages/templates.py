@@ -7,7 +7,9 @@ methods that change data), and by a trial render for a sample contact, where the
 whatever the static check missed.
 
 A missing value renders empty, and `default` treats missing, None and blank alike, so
-`{{ contact.first_name | default("חבר/ה") }}` greets everyone.
+`{{ contact.first_name | default("חבר/ה") }}` greets everyone. A dict's item is read before its
+attribute, so a field named `items` is the field; for a contact without it, the dict's method found
+instead is missing too, except where it is called.
 
 Merge tags are translated to Jinja before compiling, keeping line numbers:
 `[[שם פרטי]]` -> `{{ contact.first_name }}`, `[[שם פרטי|חבר/ה]]` with a fallback, and custom
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import types
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -55,18 +58,36 @@ class Missing(ChainableUndefined):
     __lt__ = __le__ = __gt__ = __ge__ = _false  # type: ignore[assignment]
 
 
+class _DictMethod(Missing):
+    """A plain dict's method, found for a name the dict holds no item of (`contact.fields.items` for a
+    contact without that field): a missing value where it is written (empty, false, and `default`
+    applies), the method where it is called (`contact.fields.items()`). A message never shows
+    `<built-in method ...>`."""
+
+    __slots__ = ("_method",)
+
+    def __init__(self, method: Any, name: str) -> None:
+        super().__init__(name=name)
+        self._method = method
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._method(*args, **kwargs)
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         """`contact.first_name` on a plain dict: its item, found first. Jinja looks for a dict's attribute
         (a method) first, so a custom field named `items` or `values` rendered as a method, and the
         AttributeError it caught for every other name cost 3% of a campaign message's instructions.
-        A dict's own methods are still found, and checked, when it holds no item of that name; an
-        item is data, which `contact["name"]` reads unchecked too."""
+        A dict's own methods are still found, and checked, when it holds no item of that name
+        (`_DictMethod`); an item is data, which `contact["name"]` reads unchecked too."""
         if type(obj) is dict:
             try:
                 return obj[attribute]
             except KeyError:
                 pass
+            found = super().getattr(obj, attribute)
+            return _DictMethod(found, attribute) if type(found) is types.BuiltinMethodType else found
         return super().getattr(obj, attribute)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
