@@ -14,7 +14,6 @@ worker sends them (on SQLite, the next worker to start gives them back at once: 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from kesher.campaigns.models import Campaign
 from kesher.channels.models import OutboxMessage
-from kesher.db.upsert import dialect_insert, generic_plans, in_json_array, one_of, sqlite_text_time
+from kesher.db.upsert import dialect_insert, generic_plans, in_json_array, one_of, sqlite_text_time, value_array
 
 OUTBOX = OutboxMessage.__table__
 MAX_ATTEMPTS = 8
@@ -131,7 +130,7 @@ def mark_sent(session: Session | Connection, ids: Sequence[int], token: str, now
         connection = session
     sql, order = _mark_sent_sql(connection.dialect, campaign_id is not None)
     sqlite = connection.dialect.name == "sqlite"
-    values = {"ids": json.dumps(list(ids)) if sqlite else list(ids), "token": token,
+    values = {"ids": value_array(connection.dialect.name, ids), "token": token,
               "now": sqlite_text_time(now) if sqlite else now, "domain_end": f"@{domain}>", "the_campaign": campaign_id}
     driver = connection.connection.driver_connection
     assert driver is not None

@@ -42,7 +42,7 @@ def one_of(session: Session, column: Any, values: Iterable[Any]) -> Any:
     values = list(values)
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
-    return in_json_array(column, bindparam(None, json.dumps(values), type_=String))
+    return in_json_array(column, bindparam(None, value_array("sqlite", values), type_=String))
 
 
 def in_json_array(column: Any, array: Any) -> Any:
@@ -54,6 +54,12 @@ def in_json_array(column: Any, array: Any) -> Any:
     JSON cannot hold (a datetime) is refused rather than compared as text.
     """
     return column.in_(select(literal_column("value")).select_from(func.json_each(array)))
+
+
+def value_array(dialect: str, values: Iterable[Any]) -> Any:
+    """Values as the one parameter a statement compares a column with: a JSON array for
+    `in_json_array` on SQLite, a list (an array) for `= ANY` on PostgreSQL."""
+    return json.dumps(list(values)) if dialect == "sqlite" else list(values)
 
 
 def same_workspace(session: Session, column: Any, workspace_id: int) -> Any:

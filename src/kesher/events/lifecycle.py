@@ -38,7 +38,6 @@ did not email is scored on visits alone. Weights [1, 2, 1].
 
 from __future__ import annotations
 
-import json
 import logging
 import typing
 from collections import defaultdict
@@ -62,7 +61,8 @@ from kesher.accounts.models import Workspace
 from kesher.contacts.models import Contact
 from kesher.db import Database, utcnow
 from kesher.db.base import UTCDateTime
-from kesher.db.upsert import dialect_insert, generic_plans, in_json_array, insert_new, one_of, same_workspace
+from kesher.db.upsert import (dialect_insert, generic_plans, in_json_array, insert_new, one_of, same_workspace,
+                               value_array)
 from kesher.errors import NotFound, ValidationError
 from kesher.events.models import CampaignReceipt, ContactRollup, Event
 from kesher.events.rollups import CONTACT_KINDS, RECENT_CAMPAIGNS, ZERO
@@ -445,8 +445,7 @@ def _refresh_chunk(session: Session, workspace_id: int, t: Thresholds, now: date
     r = CONTACT_ROLLUPS.c
     if isinstance(which, list):
         dialect = session.get_bind().dialect.name
-        params = {"ids": json.dumps(which) if dialect == "sqlite" else which, "workspace_id": workspace_id,
-                  **moment_params(t, now)}
+        params = {"ids": value_array(dialect, which), "workspace_id": workspace_id, **moment_params(t, now)}
         changed = session.execute(_changes_of_ids(dialect, t), params).all()
     else:
         c = CONTACTS.c
