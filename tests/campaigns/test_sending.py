@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from kesher.accounts.models import Workspace
@@ -94,6 +95,30 @@ def test_events_are_stored_while_sending_each_once(database, workspace, smtp_ser
         assert sorted(sent) == sorted(ids)
         assert not session.scalars(select(OutboxMessage.id).where(OutboxMessage.campaign_id == campaign_id,
                                                                   OutboxMessage.recorded.is_(False))).all()
+
+
+def test_waves_are_planned_once_on_postgresql_and_their_connection_goes_back_as_it_came(
+        database, workspace, smtp_server, send_settings, monkeypatch) -> None:
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("plans are PostgreSQL's")
+    from kesher.campaigns import sending
+
+    seen: list[tuple[str, object]] = []
+    mark_sent = sending.outbox.mark_sent
+
+    def noted(connection, ids, *args, **kwargs):
+        seen.append((connection.exec_driver_sql("SHOW plan_cache_mode").scalar(),
+                     connection.connection.driver_connection))
+        return mark_sent(connection, ids, *args, **kwargs)
+
+    monkeypatch.setattr(sending.outbox, "mark_sent", noted)
+    campaign_id, _ = _start(database, workspace, 5)
+    send_campaign(database, send_settings, campaign_id)
+    assert len(smtp_server.counts()) == 5
+    assert {mode for mode, _ in seen} == {"force_generic_plan"}
+    driver = seen[0][1]
+    assert driver.execute("SHOW plan_cache_mode").fetchone()[0] == "force_custom_plan"  # the engine's own
+    driver.rollback()
 
 
 def test_a_throttling_server_gets_the_message_later_and_slower(database, workspace, smtp_server, send_settings) -> None:
