@@ -82,6 +82,38 @@ def test_incremental_rollups_equal_a_rebuild(database, events, order, cuts):
         assert snapshot(s, ws.id) == incremental
 
 
+@st.composite
+def receipts(draw):
+    """A contact's receipts: more than the rollup keeps letters of, few distinct times (ties), some not sent."""
+    times = [None, *(START + timedelta(days=d) for d in range(6))]
+    n = draw(st.integers(0, rollups.RECENT_CAMPAIGNS + 10))
+    return [(f"c{i:02d}", draw(st.sampled_from(times)), draw(st.booleans()), draw(st.booleans())) for i in range(n)]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(people=st.lists(receipts(), min_size=1, max_size=4))
+def test_recent_campaigns_are_the_newest_receipts_letters(database, people):
+    """Newest first by sending time, then campaign id; the newest RECENT_CAMPAIGNS only; NULL for none."""
+    with database.session() as s:
+        ws = accounts.create_workspace(s, "recent")
+        expected = {}
+        for i, person in enumerate(people):
+            cid = contacts.save_contact(s, ws.id, {"email": f"r{i}@example.com"}).contact_id
+            s.add(ContactRollup(contact_id=cid, workspace_id=ws.id, recent_campaigns="stale"))
+            for campaign, sent, opened, clicked in person:
+                s.add(CampaignReceipt(contact_id=cid, campaign_id=campaign, workspace_id=ws.id, sent_at=sent,
+                                      first_open_at=START if opened else None, first_click_at=START if clicked else None))
+            sent_ones = sorted((r for r in person if r[1] is not None), key=lambda r: (r[1], r[0]), reverse=True)
+            letters = "".join(("b" if c else "o") if o else ("c" if c else "-")
+                              for _, _, o, c in sent_ones[:rollups.RECENT_CAMPAIGNS])
+            expected[cid] = letters or None
+        s.flush()
+        rollups.refresh_recent_campaigns(s, ws.id, sorted(expected))
+        s.expire_all()
+        assert {cid: s.get(ContactRollup, cid).recent_campaigns for cid in expected} == expected
+        s.rollback()
+
+
 def test_replays_and_out_of_order_events_count_once(database, workspace):
     with database.session() as s:
         cid = contacts.save_contact(s, workspace.id, {"email": "o@example.com"}).contact_id

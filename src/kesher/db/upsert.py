@@ -62,6 +62,15 @@ def value_array(dialect: str, values: Iterable[Any]) -> Any:
     return json.dumps(list(values)) if dialect == "sqlite" else list(values)
 
 
+def id_table(session: Session, ids: Iterable[int]) -> Any:
+    """Ids as a table of one column, `value`, from one parameter (`value_array`): to join with, where
+    `one_of` only tests a column."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return func.unnest(bindparam(None, list(ids), type_=ARRAY(BigInteger))).table_valued("value").render_derived()
+    return func.json_each(bindparam(None, value_array(dialect, ids), type_=String)).table_valued("value")
+
+
 def same_workspace(session: Session, column: Any, workspace_id: int) -> Any:
     """`column = workspace_id` as a check on rows found by something narrower (a list of contact ids).
 
