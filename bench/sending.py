@@ -3,6 +3,7 @@
     .venv/bin/python bench/sending.py                          # 1,000,000 recipients, SQLite
     .venv/bin/python bench/sending.py --recipients 50000 --backend postgresql
     .venv/bin/python bench/sending.py --recipients 20000 --dkim # with RSA-2048 DKIM signatures
+    .venv/bin/python bench/sending.py --recipients 20000 --past-campaigns 50  # a year of weekly newsletters
 
 What is measured is Kesher's own pipeline without the network: claim from the outbox, the policy
 gate at send time, personalisation data, rendering (Jinja2 sandbox, CSS inlining, text part, link
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
@@ -44,6 +45,7 @@ from kesher.contacts import groups  # noqa: E402
 from kesher.contacts.models import Consent, Contact, ListMembership  # noqa: E402
 from kesher.db import Database  # noqa: E402
 from kesher.db.migrate import upgrade  # noqa: E402
+from kesher.events.models import CampaignReceipt, ContactRollup  # noqa: E402
 
 CHUNK = 20_000
 FIRST_NAMES = ["דנה", "יוסי", "מרים", "אברהם", "שרה", "משה", "רחל", "דוד", "נועה", "איתי"]
@@ -129,8 +131,9 @@ asyncio.run(main())
 """
 
 
-def build_audience(db: Database, n: int) -> tuple[int, int, int]:
-    """A workspace, a sender and a list of `n` contacts with email consent; (workspace, sender, list) ids."""
+def build_audience(db: Database, n: int, past: int = 0) -> tuple[int, int, int]:
+    """A workspace, a sender and a list of `n` contacts with email consent, each sent `past` campaigns
+    before (their receipts and rollups, every third opened); (workspace, sender, list) ids."""
     now = datetime.now(UTC)
     with db.session() as session:
         workspace = accounts.create_workspace(session, "Bench shop")
@@ -151,6 +154,14 @@ def build_audience(db: Database, n: int) -> tuple[int, int, int]:
                  "changed_at": now} for i in rows])
             session.execute(insert(ListMembership), [
                 {"list_id": list_id, "contact_id": i, "workspace_id": ws, "added_at": now} for i in rows])
+            if past:
+                session.execute(insert(ContactRollup), [
+                    {"contact_id": i, "workspace_id": ws, "sent_count": past, "last_event_at": now} for i in rows])
+            for k in range(past):
+                sent = now - timedelta(days=7 * (past - k))
+                session.execute(insert(CampaignReceipt), [
+                    {"contact_id": i, "campaign_id": f"past-{k}", "workspace_id": ws, "sent_at": sent,
+                     "first_open_at": sent if (i + k) % 3 == 0 else None} for i in rows])
     return ids
 
 
@@ -162,13 +173,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--past-campaigns", type=int, default=0,
+                        help="campaigns each recipient was sent before, a week apart (a workspace in use)")
     parser.add_argument("--no-pipelining", action="store_true", help="a sink that does not offer PIPELINING")
     parser.add_argument("--rtt", type=float, default=0.0,
                         help="milliseconds the sink waits before each reply, as a relay across a network would")
     args = parser.parse_args()
 
     print(f"machine: {machine()}")
-    print(f"recipients: {args.recipients:,} on {args.backend}; DKIM {'on' if args.dkim else 'off'}; "
+    print(f"recipients: {args.recipients:,} on {args.backend}, each sent {args.past_campaigns} campaigns before; "
+          f"DKIM {'on' if args.dkim else 'off'}; "
           f"the sink {'does not offer' if args.no_pipelining else 'offers'} PIPELINING"
           + (f" and replies {args.rtt:g} ms after each command" if args.rtt else ""))
     url = fresh_database(args.backend)
@@ -181,7 +195,7 @@ def main() -> None:
     try:
         assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
         started = time.perf_counter()
-        ws, sender_id, list_id = build_audience(db, args.recipients)
+        ws, sender_id, list_id = build_audience(db, args.recipients, args.past_campaigns)
         print(f"audience built in {time.perf_counter() - started:.1f} s")
         with db.session() as session:
             workspace = session.get_one(Workspace, ws)
