@@ -46,6 +46,7 @@ from kesher.contacts.models import Consent, Contact, ListMembership  # noqa: E40
 from kesher.db import Database  # noqa: E402
 from kesher.db.migrate import upgrade  # noqa: E402
 from kesher.events.models import CampaignReceipt, ContactRollup  # noqa: E402
+from kesher.segments import service as segments  # noqa: E402
 
 CHUNK = 20_000
 FIRST_NAMES = ["דנה", "יוסי", "מרים", "אברהם", "שרה", "משה", "רחל", "דוד", "נועה", "איתי"]
@@ -175,6 +176,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--past-campaigns", type=int, default=0,
                         help="campaigns each recipient was sent before, a week apart (a workspace in use)")
+    parser.add_argument("--segments", action="store_true",
+                        help="the workspace has a segment of each preset, kept current as the sends are recorded")
     parser.add_argument("--no-pipelining", action="store_true", help="a sink that does not offer PIPELINING")
     parser.add_argument("--rtt", type=float, default=0.0,
                         help="milliseconds the sink waits before each reply, as a relay across a network would")
@@ -182,6 +185,7 @@ def main() -> None:
 
     print(f"machine: {machine()}")
     print(f"recipients: {args.recipients:,} on {args.backend}, each sent {args.past_campaigns} campaigns before; "
+          f"{'a segment of each preset; ' if args.segments else ''}"
           f"DKIM {'on' if args.dkim else 'off'}; "
           f"the sink {'does not offer' if args.no_pipelining else 'offers'} PIPELINING"
           + (f" and replies {args.rtt:g} ms after each command" if args.rtt else ""))
@@ -201,6 +205,10 @@ def main() -> None:
             workspace = session.get_one(Workspace, ws)
             if args.dkim:
                 senders.generate_dkim_key(session, ws, sender_id, "bench")
+            if args.segments:
+                for key, preset in segments.PRESETS.items():
+                    if not preset.params:
+                        segments.create_from_preset(session, workspace, key)
             campaign = service.create_campaign(session, workspace, CampaignIn.model_validate({
                 "name": "winter", "sender_id": sender_id, "audience": {"lists": [list_id]},
                 "variants": [{"subject": "פרסומת: מבצעי החורף כבר כאן", "html": NEWSLETTER}]}))
