@@ -121,6 +121,47 @@ def test_waves_are_planned_once_on_postgresql_and_their_connection_goes_back_as_
     driver.rollback()
 
 
+def test_a_campaign_shows_each_recipient_its_purchases_rollups_and_segments(database, workspace, smtp_server,
+                                                                           send_settings) -> None:
+    from kesher.events.ingest import ingest
+    from kesher.segments import service as segments
+
+    html = ('{% segment "קונים" %}<p>שוב תודה!</p>{% else %}<p>ברוכים הבאים</p>{% endsegment %}'
+            "<p>קניות: {{ rollups.purchase_count }}</p>{{ products.last_bought }}")
+    with database.session() as session:
+        campaign_id, ids = make_campaign(session, workspace, 2, variants=[{"subject": "פרסומת: חדש", "html": html}])
+        ws = session.get_one(Workspace, workspace.id)
+        line = {"sku": "VIT-D", "name": "ויטמין D3", "category": "vitamins", "price": 49.9}
+        assert ingest(session, ws, [{"type": "purchase", "contact": {"id": ids[0]},
+                                     "properties": {"order_id": "1", "items": [line]}}]).errors == []
+        segments.create_segment(session, ws, "קונים", {"stat": "purchase_count", "op": "gte", "value": 1})
+        service.send(session, ws, campaign_id)
+    send_campaign(database, send_settings, campaign_id)
+    html_of = {r.to: r.message.get_body(("html",)).get_content() for r in smtp_server.received}
+    buyer, other = html_of["person0@example.com"], html_of["person1@example.com"]
+    assert "שוב תודה" in buyer and "קניות: 1" in buyer and "ויטמין D3" in buyer
+    assert "ברוכים הבאים" in other and "קניות: 0" in other and "ויטמין D3" not in other
+
+
+def test_a_campaign_reads_no_purchases_when_its_templates_show_none(database, workspace, smtp_server,
+                                                                    send_settings) -> None:
+    from sqlalchemy import event
+
+    campaign_id, _ = _start(database, workspace, 3)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):  # noqa: ANN001 - SQLAlchemy's listener signature
+        statements.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", seen)
+    try:
+        send_campaign(database, send_settings, campaign_id)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", seen)
+    assert len(smtp_server.counts()) == 3
+    assert not [s for s in statements if "FROM purchase_items" in s or "segment_members" in s]
+
+
 def test_a_throttling_server_gets_the_message_later_and_slower(database, workspace, smtp_server, send_settings) -> None:
     campaign_id, _ = _start(database, workspace, 10)
     smtp_server.replies["person3@example.com"] = ["454 4.7.0 throttling, try later", "454 4.7.0 throttling"]

@@ -72,6 +72,24 @@ def test_a_batch_gets_fields_rollups_segments_and_products(ws):
     assert contexts(s, workspace.id, []) == {}
 
 
+def test_a_batch_loads_only_what_its_templates_read(ws):
+    workspace, s = ws
+    dana = person(s, workspace, first_name="דנה", city="Haifa")
+    buy(s, workspace, dana, VITAMIN)
+    segments.create_segment(s, workspace, "צפון", {"field": "city", "op": "eq", "value": "Haifa"})
+    plain = Renderer(Content(subject="x", html="<p>{{ contact.first_name }}</p>"))
+    assert {"products", "rollups", "segments", "in_segment"}.isdisjoint(plain.uses)
+    assert set(contexts(s, workspace.id, [dana], uses=plain.uses)[dana]) == {"contact", "field_keys"}
+    rich = Renderer(Content(subject="x", html='{% segment "צפון" %}<b>{{ rollups.purchase_count }}</b>{% endsegment %}'
+                                              "{{ products.last_bought }}"))
+    assert {"products", "rollups", "in_segment"} <= rich.uses
+    found = contexts(s, workspace.id, [dana], uses=rich.uses)[dana]
+    assert found["segments"] == {"צפון"} and found["rollups"]["purchase_count"] == 1
+    assert [p.sku for p in found["products"].last_bought] == ["VIT-D"]
+    html = rich.render(found).html
+    assert "<b>1</b>" in html and "ויטמין D3" in html
+
+
 def test_segment_blocks_are_shown_only_to_members(ws):
     workspace, s = ws
     member = person(s, workspace, first_name="דנה", city="Haifa")

@@ -79,6 +79,7 @@ class _Prepared:
     tracking: Tracking
     utm: dict[str, str]
     limits: list[throttle.Window] = field(default_factory=list)
+    uses: frozenset[str] = frozenset()  # what the variants' templates read (`Renderer.uses`)
 
 
 def base_url(settings: Settings) -> str:
@@ -101,7 +102,8 @@ def _prepare(db: Database, settings: Settings, campaign_id: int) -> _Prepared | 
         return _Prepared(
             workspace, campaign, renderers, {v.label: v.from_name or sender.name for v in variants}, sender.email,
             sender.address, sender.reply_to, domain, dkim, Tracking(base_url(settings), settings.secret_key),
-            dict(campaign.utm or {}), throttle.windows(campaign))
+            dict(campaign.utm or {}), throttle.windows(campaign),
+            frozenset().union(*(renderer.uses for renderer in renderers.values())))
 
 
 def _outgoing(p: _Prepared, settings: Settings, claimed: list[outbox.Claimed], people: dict[int, dict[str, Any]],
@@ -225,7 +227,7 @@ class Pass:
                     return timedelta(-1)
                 return max(due - now, timedelta(milliseconds=50))
             claimed = self._gate(session, p, claimed, now)
-            people = contexts(session, p.workspace.id, [m.contact_id for m in claimed]) if claimed else {}
+            people = contexts(session, p.workspace.id, [m.contact_id for m in claimed], uses=p.uses) if claimed else {}
         if not claimed:
             return None
         failures: dict[int, str] = {}

@@ -1,7 +1,8 @@
 """What a template knows about a contact, loaded for a whole batch of contacts at once.
 
 `contexts()` runs a fixed number of queries (one per kind of data) whatever the batch size: a
-campaign to millions calls it for a batch of a few hundred contacts at a time. Each context:
+campaign to millions calls it for a batch of a few hundred contacts at a time, and asks only for
+the kinds its templates read (`uses`). Each context:
 
     contact    built-in fields and custom fields by key (also under `contact.fields`); missing
                values are left out, so they render empty and `default` applies
@@ -16,6 +17,7 @@ The sender (name, email, address), `unsubscribe_url` and `preferences_url` are t
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -80,10 +82,15 @@ def _rollups(row: Any) -> dict[str, Any]:
 
 
 def contexts(session: Session, workspace_id: int, contact_ids: list[int], *,
-             shop: Shop | None = None) -> dict[int, dict[str, Any]]:
+             shop: Shop | None = None, uses: Collection[str] | None = None) -> dict[int, dict[str, Any]]:
     """Template contexts of many contacts, by contact id; ids not in the workspace are left out.
 
-    `shop` (from `shop_data`) is computed once per few minutes per workspace when not given."""
+    `shop` (from `shop_data`) is computed once per few minutes per workspace when not given.
+    `uses`, the names the templates read (`Renderer.uses`): rollups, segments and products are
+    loaded only for templates that read them (`products`; `segments` or `in_segment`). Every product
+    a contact bought is read for `products` (`same_category` leaves out what they own): 160-240 µs
+    a contact who bought 20 items, more than the rest of a message's making, for a template that
+    may show none of them. None: everything, for a preview or a test send."""
     ids = list(dict.fromkeys(contact_ids))
     if not ids:
         return {}
@@ -98,22 +105,29 @@ def contexts(session: Session, workspace_id: int, contact_ids: list[int], *,
     found = list(people)
     defined = custom_fields.list_fields(session, workspace_id)
     values = contacts.custom_values(session, found, defined)
-    rollups = rollups_of(session, workspace_id, found)
-    segments = segment_names(session, workspace_id, found)
-    bought = purchases.products_bought(session, workspace_id, found)
-    shop = shop if shop is not None else _shop(session, workspace_id)
+
+    def wanted(*names: str) -> bool:
+        return uses is None or not set(names).isdisjoint(uses)
+
+    rollups = rollups_of(session, workspace_id, found) if wanted("rollups") else None
+    segments = segment_names(session, workspace_id, found) if wanted("segments", "in_segment") else None
+    bought = purchases.products_bought(session, workspace_id, found) if wanted("products") else None
+    if bought is not None and shop is None:
+        shop = _shop(session, workspace_id)
     field_keys = merge_fields(defined)
     result = {}
     for contact_id, contact in people.items():
         own = {f.key: values[(contact_id, f.key)] for f in defined if values.get((contact_id, f.key)) is not None}
-        contact = {**own, **contact, "fields": own}
-        items = [ProductItem(sku=p.sku, name=p.name, category=p.category, price=p.price, bought_at=p.last_at)
-                 for p in bought.get(contact_id, ())]
-        result[contact_id] = {
-            "contact": contact, "rollups": _rollups(rollups.get(contact_id)),
-            "segments": frozenset(segments.get(contact_id, ())), "products": Products(items, shop),
-            "field_keys": field_keys,
-        }
+        context = {"contact": {**own, **contact, "fields": own}, "field_keys": field_keys}
+        if rollups is not None:
+            context["rollups"] = _rollups(rollups.get(contact_id))
+        if segments is not None:
+            context["segments"] = frozenset(segments.get(contact_id, ()))
+        if bought is not None:
+            items = [ProductItem(sku=p.sku, name=p.name, category=p.category, price=p.price, bought_at=p.last_at)
+                     for p in bought.get(contact_id, ())]
+            context["products"] = Products(items, shop or Shop())
+        result[contact_id] = context
     return result
 
 

@@ -30,7 +30,8 @@ from jinja2 import Template
 from jinja2.exceptions import SecurityError
 
 from kesher.errors import ValidationError
-from kesher.messages.templates import JINJA, build, compile_template, translate_merge_tags, trial_render
+from kesher.messages.templates import (JINJA, build, compile_template, names_used, translate_merge_tags,
+                                      trial_render)
 from kesher.segments.service import N_
 from kesher.web.i18n import LANGUAGES, direction, translations
 
@@ -167,7 +168,10 @@ def _tidy(text: str) -> str:
 
 
 class Renderer:
-    """Compiled content, ready to render for any number of contacts."""
+    """Compiled content, ready to render for any number of contacts.
+
+    `uses` names what its templates read from a context (`templates.names_used`), so a campaign
+    loads only that part of each recipient's data (`context.contexts`)."""
 
     def __init__(self, content: Content, *, fields: Mapping[str, str] | None = None) -> None:
         """Compile once; raises ValidationError naming subject, preheader, html, text or language.
@@ -207,6 +211,9 @@ class Renderer:
                        {"layout": {**layout, "own_unsubscribe": _uses_unsubscribe(text or body)}})
         self._text, self._text_html = self._text_templates(body, text, footer, sample)
         self._footer = footer
+        # The text part is made from the body when not given, so the body's names cover it then.
+        self.uses = frozenset().union(*(names_used(source) for source in (
+            sources["subject"], document, text or "", _layout("footer.txt"))))
 
     @staticmethod
     def _text_templates(body: str, text: str | None, footer: Template,

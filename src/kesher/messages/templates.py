@@ -241,6 +241,13 @@ def _globals(extra: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(ENV.make_globals(extra))
 
 
+def names_used(source: str) -> frozenset[str]:
+    """Every name a template (translated source) reads: from its context (`contact`, `rollups`,
+    `products`...), its globals (`in_segment`, which `{% segment %}` calls) or its own variables.
+    So a campaign loads only the data its templates show."""
+    return frozenset(name.name for name in ENV.parse(source).find_all(nodes.Name) if name.ctx == "load")
+
+
 def trial_render(template: Template, field: str, context: Mapping[str, Any]) -> None:
     """Render once for a sample contact: the sandbox refuses what the static check missed."""
     try:
