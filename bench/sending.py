@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psutil
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import drop_database, fresh_database, machine  # noqa: E402
@@ -45,7 +45,7 @@ from kesher.contacts import groups  # noqa: E402
 from kesher.contacts.models import Consent, Contact, ListMembership  # noqa: E402
 from kesher.db import Database  # noqa: E402
 from kesher.db.migrate import upgrade  # noqa: E402
-from kesher.events.models import CampaignReceipt, ContactRollup  # noqa: E402
+from kesher.events.models import CampaignReceipt, ContactRollup, Event, PurchaseItem  # noqa: E402
 from kesher.segments import service as segments  # noqa: E402
 
 CHUNK = 20_000
@@ -132,9 +132,10 @@ asyncio.run(main())
 """
 
 
-def build_audience(db: Database, n: int, past: int = 0) -> tuple[int, int, int]:
+def build_audience(db: Database, n: int, past: int = 0, bought: int = 0) -> tuple[int, int, int]:
     """A workspace, a sender and a list of `n` contacts with email consent, each sent `past` campaigns
-    before (their receipts and rollups, every third opened); (workspace, sender, list) ids."""
+    before (their receipts and rollups, every third opened) and with an order of `bought` lines (of
+    40 products in 5 categories); (workspace, sender, list) ids."""
     now = datetime.now(UTC)
     with db.session() as session:
         workspace = accounts.create_workspace(session, "Bench shop")
@@ -158,11 +159,22 @@ def build_audience(db: Database, n: int, past: int = 0) -> tuple[int, int, int]:
             if past:
                 session.execute(insert(ContactRollup), [
                     {"contact_id": i, "workspace_id": ws, "sent_count": past, "last_event_at": now} for i in rows])
+            if bought:
+                session.execute(insert(Event), [
+                    {"id": i, "workspace_id": ws, "contact_id": i, "type": "purchase", "ts": now, "received_at": now,
+                     "source": "bench", "properties": {}} for i in rows])
+                session.execute(insert(PurchaseItem), [
+                    {"event_id": i, "workspace_id": ws, "contact_id": i, "ts": now - timedelta(days=k),
+                     "sku": f"SKU-{(i * 7 + k) % 40}", "name": "מוצר", "category": f"cat{k % 5}", "price": 49.9,
+                     "quantity": 1.0} for i in rows for k in range(bought)])
             for k in range(past):
                 sent = now - timedelta(days=7 * (past - k))
                 session.execute(insert(CampaignReceipt), [
                     {"contact_id": i, "campaign_id": f"past-{k}", "workspace_id": ws, "sent_at": sent,
                      "first_open_at": sent if (i + k) % 3 == 0 else None} for i in rows])
+    if bought and db.dialect == "postgresql":  # the orders were given their ids: the sequence goes on after them
+        with db.session() as session:
+            session.execute(text("SELECT setval('events_id_seq', (SELECT max(id) FROM events))"))
     return ids
 
 
@@ -176,6 +188,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--past-campaigns", type=int, default=0,
                         help="campaigns each recipient was sent before, a week apart (a workspace in use)")
+    parser.add_argument("--past-purchases", type=int, default=0,
+                        help="lines each recipient bought before (products for templates that show them)")
     parser.add_argument("--segments", action="store_true",
                         help="the workspace has a segment of each preset, kept current as the sends are recorded")
     parser.add_argument("--no-pipelining", action="store_true", help="a sink that does not offer PIPELINING")
@@ -184,7 +198,8 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"machine: {machine()}")
-    print(f"recipients: {args.recipients:,} on {args.backend}, each sent {args.past_campaigns} campaigns before; "
+    print(f"recipients: {args.recipients:,} on {args.backend}, each sent {args.past_campaigns} campaigns before "
+          f"and having bought {args.past_purchases} lines; "
           f"{'a segment of each preset; ' if args.segments else ''}"
           f"DKIM {'on' if args.dkim else 'off'}; "
           f"the sink {'does not offer' if args.no_pipelining else 'offers'} PIPELINING"
@@ -199,7 +214,7 @@ def main() -> None:
     try:
         assert sink.stdout is not None and sink.stdout.readline().strip() == "ready"
         started = time.perf_counter()
-        ws, sender_id, list_id = build_audience(db, args.recipients, args.past_campaigns)
+        ws, sender_id, list_id = build_audience(db, args.recipients, args.past_campaigns, args.past_purchases)
         print(f"audience built in {time.perf_counter() - started:.1f} s")
         with db.session() as session:
             workspace = session.get_one(Workspace, ws)
