@@ -73,6 +73,11 @@ NEWSLETTER = """<style>
 {% endfor %}
 <p>{{ contact.city | default("") }} — יש לנו משלוחים לכל הארץ. שאלות? פשוט עונים למייל הזה.</p>
 """
+PRODUCTS = """<h2>קניתם לאחרונה</h2>
+{{ products.last_bought }}
+<h2>אולי יעניין אותך גם</h2>
+{{ products.same_category(3) }}
+"""
 # A sink that speaks just enough SMTP to take messages and discard them, cheaply: aiosmtpd reads a
 # message line by line in Python and would be the slower side of the benchmark, not Kesher. Like
 # Postfix, Exim and the big providers, it offers PIPELINING unless told not to.
@@ -190,6 +195,8 @@ def main() -> None:
                         help="campaigns each recipient was sent before, a week apart (a workspace in use)")
     parser.add_argument("--past-purchases", type=int, default=0,
                         help="lines each recipient bought before (products for templates that show them)")
+    parser.add_argument("--products", action="store_true",
+                        help="the newsletter shows what each recipient bought and best sellers of those categories")
     parser.add_argument("--segments", action="store_true",
                         help="the workspace has a segment of each preset, kept current as the sends are recorded")
     parser.add_argument("--no-pipelining", action="store_true", help="a sink that does not offer PIPELINING")
@@ -200,7 +207,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"recipients: {args.recipients:,} on {args.backend}, each sent {args.past_campaigns} campaigns before "
           f"and having bought {args.past_purchases} lines; "
-          f"{'a segment of each preset; ' if args.segments else ''}"
+          f"{'a segment of each preset; ' if args.segments else ''}{'products shown; ' if args.products else ''}"
           f"DKIM {'on' if args.dkim else 'off'}; "
           f"the sink {'does not offer' if args.no_pipelining else 'offers'} PIPELINING"
           + (f" and replies {args.rtt:g} ms after each command" if args.rtt else ""))
@@ -226,7 +233,8 @@ def main() -> None:
                         segments.create_from_preset(session, workspace, key)
             campaign = service.create_campaign(session, workspace, CampaignIn.model_validate({
                 "name": "winter", "sender_id": sender_id, "audience": {"lists": [list_id]},
-                "variants": [{"subject": "פרסומת: מבצעי החורף כבר כאן", "html": NEWSLETTER}]}))
+                "variants": [{"subject": "פרסומת: מבצעי החורף כבר כאן",
+                              "html": NEWSLETTER + (PRODUCTS if args.products else "")}]}))
             campaign_id = campaign.id
         started = time.perf_counter()
         with db.session() as session:
