@@ -96,6 +96,32 @@ def test_bulk_rows_are_stored_exactly_as_single_inserts_store_them(database):
         table.drop(database.engine)
 
 
+def test_times_come_back_aware_in_utc_however_the_database_holds_them(database):
+    from kesher.db.base import UTCDateTime
+
+    table = Table(f"times_{uuid.uuid4().hex[:8]}", MetaData(), Column("n", Integer), Column("at", UTCDateTime))
+    table.create(database.engine)
+    held = {1: "2026-03-01 09:30:00.123456", 2: "2026-03-01 09:30:00", 3: "2026-03-01T07:30:00+02:00",
+            4: "2026-03-01", 5: "2026-03-01 09:30:00.5"}
+    if database.engine.dialect.name == "postgresql":  # where a time without a zone is the session's
+        held = {n: value if "+" in value else value + "+00:00" for n, value in held.items()}
+    expected = {1: datetime(2026, 3, 1, 9, 30, 0, 123456, UTC), 2: datetime(2026, 3, 1, 9, 30, tzinfo=UTC),
+                3: datetime(2026, 3, 1, 5, 30, tzinfo=UTC), 4: datetime(2026, 3, 1, tzinfo=UTC),
+                5: datetime(2026, 3, 1, 9, 30, 0, 500000, UTC), 6: NOW, 7: None}
+    try:
+        with database.session() as session:
+            session.execute(text(f"INSERT INTO {table.name} (n, at) VALUES (:n, :at)"),
+                            [{"n": n, "at": value} for n, value in held.items()])
+            session.execute(table.insert(), [{"n": 6, "at": NOW.astimezone(ZoneInfo("Asia/Jerusalem"))},
+                                             {"n": 7, "at": None}])
+        with database.session() as session:
+            read = dict(session.execute(select(table.c.n, table.c.at)).all())
+        assert read == expected
+        assert all(at.tzinfo is UTC for at in read.values() if at is not None)
+    finally:
+        table.drop(database.engine)
+
+
 def test_json_text_is_compact_utf8_and_refuses_what_json_cannot_hold():
     import pytest
     from pydantic_core import PydanticSerializationError
