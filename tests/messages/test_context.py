@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from itertools import count
 from typing import Any
 
@@ -12,6 +13,7 @@ from kesher.accounts.models import Workspace
 from kesher.contacts import fields
 from kesher.contacts import service as contacts
 from kesher.db import utcnow
+from kesher.events import catalogue, purchases
 from kesher.events.ingest import ingest
 from kesher.messages.context import contexts, shop_data
 from kesher.messages.render import Content, Renderer
@@ -30,10 +32,11 @@ def person(s: Any, ws: Workspace, **data: Any) -> int:
     return contacts.save_contact(s, ws.id, {"email": f"c{next(_serial)}@example.com", **data}).contact_id
 
 
-def buy(s: Any, ws: Workspace, contact_id: int, *items: tuple[str, str, str, float, float]) -> None:
+def buy(s: Any, ws: Workspace, contact_id: int, *items: tuple[str, str, str, float, float],
+        at: datetime | None = None) -> None:
     lines = [{"sku": sku, "name": name, "category": category, "price": price, "quantity": quantity}
              for sku, name, category, price, quantity in items]
-    event = {"type": "purchase", "contact": {"id": contact_id}, "ts": utcnow().isoformat(),
+    event = {"type": "purchase", "contact": {"id": contact_id}, "ts": (at or utcnow()).isoformat(),
              "properties": {"order_id": f"o{next(_serial)}", "items": lines}}
     assert ingest(s, ws, [event]).errors == []
 
@@ -70,6 +73,28 @@ def test_a_batch_gets_fields_rollups_segments_and_products(ws):
     assert [p.sku for p in mine["products"].same_category(3)] == ["OMEGA", "MAG"]
     assert [p.sku for p in found[avi]["products"].same_category(3)] == ["VIT-D"]
     assert contexts(s, workspace.id, []) == {}
+
+
+def test_each_product_bought_once_as_its_newest_line_shows_it_unless_the_catalogue_knows_it(ws):
+    workspace, s = ws
+    dana, avi = person(s, workspace), person(s, workspace)
+    then = utcnow().replace(microsecond=123456) - timedelta(days=30)
+    buy(s, workspace, dana, ("VIT-D", "ויטמין ישן", "old", 39.0, 1.0), TEA, at=then)
+    buy(s, workspace, dana, VITAMIN, MAGNESIUM, OMEGA, at=then + timedelta(days=1))
+    buy(s, workspace, dana, ("VIT-D", "ויטמין הכי ישן", "oldest", 29.0, 1.0), at=then - timedelta(days=1))
+    buy(s, workspace, avi, TEA, at=then)
+    catalogue.create_category(s, workspace.id, {"key": "tea", "name": "תה"})
+    catalogue.create_product(s, workspace.id, {"sku": "TEA", "name": "תה צמחים אורגני", "category": "tea",
+                                               "price": 29.0})
+    found = purchases.products_bought(s, workspace.id, [dana, avi, 10**12])
+    assert set(found) == {dana, avi}
+    # The newest first, SKUs bought at the same time by SKU; each once, as its newest line has it.
+    assert [(p.sku, p.name, p.category, p.price) for p in found[dana]] == [
+        ("MAG", "מגנזיום", "vitamins", 39.0), ("OMEGA", "אומגה 3", "vitamins", 89.0),
+        ("VIT-D", "ויטמין D3", "vitamins", 49.9), ("TEA", "תה צמחים אורגני", "tea", 29.0)]
+    assert [p.last_at for p in found[dana]] == [then + timedelta(days=1)] * 3 + [then]
+    assert found[avi] == [purchases.Purchased("TEA", "תה צמחים אורגני", "tea", 29.0, then)]
+    assert purchases.products_bought(s, workspace.id, []) == {}
 
 
 def test_a_batch_loads_only_what_its_templates_read(ws):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import re
 
 import pytest
@@ -136,6 +138,19 @@ def test_the_products_block_renders_a_grid_in_html_and_lines_in_text():
         link=lambda url: "https://k.example/c/1")
     assert 'href="https://k.example/c/1"' in linked.html and "₪120.50" in linked.html
     assert linked.links == ["https://shop.example/a1"]
+
+
+def test_a_product_block_shows_each_products_details_as_they_are_now_in_order():
+    renderer = Renderer(Content(subject="x", html="{{ product_block(items) }}"))
+    pillow, blanket = ProductItem("A1", "כרית", price=120.5), ProductItem("B2", "שמיכה", price=200.0)
+    first = renderer.render({**sample_context(), "items": [pillow, blanket]})
+    cheaper = pillow._replace(price=99.0, bought_at=datetime(2026, 3, 1, tzinfo=UTC))
+    again = renderer.render({**sample_context(), "items": [blanket, cheaper]})
+    assert first.html.index("כרית") < first.html.index("שמיכה") and "₪120.50" in first.html
+    assert again.html.index("שמיכה") < again.html.index("כרית")
+    assert "₪99" in again.html and "₪120.50" not in again.html
+    assert again.html.count("kesher-products") == 1 and again.html.count("max-width:184px") == 2
+    assert "* שמיכה – ₪200\n* כרית – ₪99\n" in again.text
 
 
 def test_a_part_that_does_not_compile_is_named():

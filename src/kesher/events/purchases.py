@@ -13,7 +13,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from kesher.db.base import utcnow
-from kesher.db.upsert import one_of, same_workspace
+from kesher.db.upsert import lookup, one_of, same_workspace
 from kesher.events.models import Product, PurchaseItem
 
 
@@ -34,23 +34,46 @@ class BestSeller(NamedTuple):
 
 
 def products_bought(session: Session, workspace_id: int, contact_ids: list[int]) -> dict[int, list[Purchased]]:
-    """Every product each contact bought, once each, the most recently bought first."""
+    """Every product each contact bought, once each, the most recently bought first (then by SKU).
+
+    A product's category, name and price are its newest line's, unless the catalogue knows it. The
+    lines are read as they lie, along the contacts' index, and grouped here: grouping and sorting
+    them in the database (temporary B-trees on SQLite) took about two thirds of the time."""
     if not contact_ids:
         return {}
-    lines = (select(PurchaseItem.contact_id, PurchaseItem.sku, func.max(PurchaseItem.category).label("category"),
-                    func.max(PurchaseItem.name).label("name"), func.max(PurchaseItem.price).label("price"),
-                    func.max(PurchaseItem.ts).label("last_at"))
-             .where(same_workspace(session, PurchaseItem.workspace_id, workspace_id),
-                    one_of(session, PurchaseItem.contact_id, contact_ids))
-             .group_by(PurchaseItem.contact_id, PurchaseItem.sku).subquery())
-    stmt = (select(lines.c.contact_id, lines.c.sku, lines.c.category, func.coalesce(Product.name, lines.c.name),
-                   func.coalesce(Product.price, lines.c.price), lines.c.last_at)
-            .join(Product, and_(Product.workspace_id == workspace_id, Product.sku == lines.c.sku), isouter=True)
-            .order_by(lines.c.contact_id, lines.c.last_at.desc(), lines.c.sku))
+    lines = PurchaseItem.__table__
+    newest: dict[int, dict[str, tuple[datetime, str, str, float | None]]] = {}
+    for contact_id, ts, sku, name, category, price in session.connection().execute(
+            select(lines.c.contact_id, lines.c.ts, lines.c.sku, lines.c.name, lines.c.category, lines.c.price)
+            .where(same_workspace(session, lines.c.workspace_id, workspace_id),
+                   one_of(session, lines.c.contact_id, contact_ids))):
+        own = newest.get(contact_id)
+        if own is None:
+            own = newest[contact_id] = {}
+        seen = own.get(sku)
+        if seen is None or ts > seen[0]:
+            own[sku] = (ts, name, category, price)
+    skus = {sku for own in newest.values() for sku in own}
+    products = Product.__table__
+    known = {sku: (name, price) for sku, name, price in lookup(
+        session, products.c.sku, skus, [products.c.sku, products.c.name, products.c.price],
+        products.c.workspace_id == workspace_id)}
     bought: dict[int, list[Purchased]] = {}
-    for contact_id, sku, category, name, price, last_at in session.execute(stmt):
-        bought.setdefault(contact_id, []).append(Purchased(sku, name or sku, category or "", price, last_at))
+    for contact_id, own in newest.items():
+        items = []
+        for sku in sorted(own):
+            ts, name, category, price = own[sku]
+            catalogue = known.get(sku)
+            if catalogue is not None:
+                name, price = catalogue[0] or name, catalogue[1] if catalogue[1] is not None else price
+            items.append(Purchased(sku, name or sku, category or "", price, ts))
+        items.sort(key=_last_at, reverse=True)  # stable: SKUs bought at the same time stay in order
+        bought[contact_id] = items
     return bought
+
+
+def _last_at(item: Purchased) -> datetime:
+    return item.last_at
 
 
 def best_sellers(session: Session, workspace_id: int, *, per_category: int = 12, days: int = 90,

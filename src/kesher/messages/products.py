@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from jinja2 import Environment, Template
 from markupsafe import Markup
@@ -28,26 +28,32 @@ def shekels(value: Any) -> str:
     return f"₪{value:,.0f}" if float(value).is_integer() else f"₪{value:,.2f}"
 
 
-@dataclass(frozen=True)
-class ProductItem:
+class ProductItem(NamedTuple):
+    """A product as a block shows it. A tuple: a contact's purchases make a few dozen of them a
+    message, and a tuple is made, hashed and compared (the blocks' caches) in C."""
+
     sku: str
     name: str
     category: str = ""
     price: float | None = None
     url: str | None = None  # the catalogue has no product address yet; a block links when one is given
     image: str | None = None
-    bought_at: datetime | None = None
+    bought_at: datetime | None = None  # last, so that `item[:SHOWN]` is what a block shows of it
 
     @property
     def price_text(self) -> str:
         return shekels(self.price)
 
 
+SHOWN = 6  # the fields of a ProductItem that a block may show: all but `bought_at`
+
+
 @cache
-def _block(kind: str) -> Template:
-    # Kesher's own files, not marketers' input: a plain environment is enough.
-    env = Environment(autoescape=kind == "html", trim_blocks=True, lstrip_blocks=True)
-    return env.from_string((LAYOUTS / f"products.{kind}").read_text(encoding="utf-8"))
+def _layout(name: str) -> Template:
+    # Kesher's own files, not marketers' input: a plain environment is enough. A cell ends its line.
+    env = Environment(autoescape=name.endswith(".html"), trim_blocks=True, lstrip_blocks=True,
+                      keep_trailing_newline=True)
+    return env.from_string((LAYOUTS / name).read_text(encoding="utf-8"))
 
 
 class ProductList(list[ProductItem]):
@@ -60,10 +66,27 @@ class ProductList(list[ProductItem]):
         return _grid(tuple(self), "txt") if self else ""
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=128)  # the blocks many contacts share stay; a contact's own purchases pass through
 def _grid(items: tuple[ProductItem, ...], kind: str) -> str:
-    # Best sellers are the same for every contact of a campaign: their block is rendered once.
-    return _block(kind).render(items=items)
+    # Best sellers are the same for every contact of a campaign: their block is rendered once. The
+    # products a contact bought make a grid of their own, of cells each rendered once, in a frame
+    # rendered once: rendering even that frame for each contact took as long as the rest.
+    head, tail = _frame(kind)
+    return head + "".join([_cell(item[:SHOWN], kind) for item in items]) + tail
+
+
+@lru_cache(maxsize=4096)
+def _cell(shown: tuple[Any, ...], kind: str) -> str:
+    return _layout(f"product.{kind}").render(item=ProductItem(*shown))
+
+
+@cache
+def _frame(kind: str) -> tuple[str, str]:
+    """The grid's layout (`products.html`, `.txt`) before and after its cells."""
+    hole = "\0cells\0"
+    head, found, tail = _layout(f"products.{kind}").render(cells=[Markup(hole)]).partition(hole)
+    assert found, f"products.{kind} shows no cells"
+    return head, tail
 
 
 def product_block(items: Any) -> ProductList:
@@ -113,9 +136,10 @@ class Products:
         owned = {item.sku for item in self._bought}
         categories = list(dict.fromkeys(item.category for item in self._bought if item.category))
         chosen: list[ProductItem] = []
+        wanted = _count(n)
         for category in categories:
             for item in self._shop.by_category.get(category, ()):
-                if len(chosen) == _count(n):
+                if len(chosen) == wanted:
                     return ProductList(chosen)
                 if item.sku not in owned:
                     chosen.append(item)
