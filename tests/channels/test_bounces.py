@@ -84,6 +84,9 @@ def test_bounce_address_leads_back_to_its_message_and_a_forged_one_nowhere():
     token = address.split("+")[1].split("@")[0]
     altered = token[:-1] + ("a" if token[-1] != "a" else "b")
     assert read_bounce_address(f"bounces+{altered}@teva.co.il", SECRET) is None
+    # The addresses of messages already sent go on reading: the token is the same as ever.
+    assert bounce_address(123456, "b.example", "secret") == "bounces+123456.gnuzc5pley7j7sb2@b.example"
+    assert read_bounce_address(bounce_address(99, "b.example", "x" * 100), "x" * 100) == 99
     assert read_bounce_address("someone@teva.co.il", SECRET) is None
 
 

@@ -9,7 +9,7 @@ import string
 
 import pytest
 
-from kesher.messages.tracking import HEAD, BadToken, Click, Tracking, add_utm
+from kesher.messages.tracking import HEAD, MAC_BYTES, BadToken, Click, HmacKey, Tracking, add_utm
 
 BASE = "https://kesher.example"
 LINKS = Tracking(BASE, "the-secret")
@@ -84,6 +84,15 @@ def test_the_signature_is_standard_hmac_sha256() -> None:
     raw = base64.urlsafe_b64decode(token(LINKS.click_url(5, SHOP), "c")[:HEAD])
     ident = (5).to_bytes(6, "big")
     assert raw == hmac.new(key, SHOP.encode() + ident, hashlib.sha256).digest()[:12] + ident
+
+
+def test_a_prepared_key_signs_as_the_standard_library_does_whatever_the_keys_length() -> None:
+    for key in (b"", b"k", b"x" * 64, b"y" * 65, bytes(range(200))):
+        prepared = HmacKey(key)
+        for message in (b"", b"kesher-outbox:1", b"m" * 200):
+            standard = hmac.digest(key, message, "sha256")
+            assert prepared.mac(message) == standard and prepared.sign(message) == standard[:MAC_BYTES]
+            assert prepared.verify(message, standard[:MAC_BYTES])
 
 
 def test_only_web_links_are_tracked() -> None:

@@ -67,7 +67,7 @@ def _unb64(text: str) -> bytes:
     return data
 
 
-class _Key:
+class HmacKey:
     """HMAC-SHA256 under one key, with its inner and outer pads hashed once (RFC 2104).
 
     `hmac.digest` hashes both pads again on every call, which costs more than the message
@@ -75,7 +75,8 @@ class _Key:
     """
 
     def __init__(self, key: bytes) -> None:
-        assert len(key) <= _BLOCK  # a longer key would be hashed first
+        if len(key) > _BLOCK:  # RFC 2104: a key longer than a block is hashed first
+            key = hashlib.sha256(key).digest()
         self.key = key
         padded = key.ljust(_BLOCK, b"\0")
         self.inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
@@ -87,12 +88,20 @@ class _Key:
         return inner
 
     def finish(self, inner: hashlib._Hash) -> bytes:
-        outer = self.outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()[:MAC_BYTES]
+        """The MAC, its first MAC_BYTES, of what `inner` (from `prefixed`) has taken in."""
+        return self._outer(inner)[:MAC_BYTES]
 
     def sign(self, message: bytes) -> bytes:
         return self.finish(self.prefixed(message))
+
+    def mac(self, message: bytes) -> bytes:
+        """The whole HMAC-SHA256 of `message`."""
+        return self._outer(self.prefixed(message))
+
+    def _outer(self, inner: hashlib._Hash) -> bytes:
+        outer = self.outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
     def verify(self, message: bytes, mac: bytes) -> bool:
         return hmac.compare_digest(hmac.digest(self.key, message, "sha256")[:MAC_BYTES], mac)
@@ -103,7 +112,7 @@ class Tracking:
 
     def __init__(self, base_url: str, secret: str) -> None:
         self.base_url = base_url.rstrip("/")
-        keys = {purpose: _Key(hmac.digest(secret.encode(), f"kesher/tracking/{purpose}".encode(), "sha256"))
+        keys = {purpose: HmacKey(hmac.digest(secret.encode(), f"kesher/tracking/{purpose}".encode(), "sha256"))
                 for purpose in ("click", "open", "unsubscribe", "preferences")}
         self._click, self._open = keys["click"], keys["open"]
         self._unsubscribe, self._preferences = keys["unsubscribe"], keys["preferences"]
@@ -158,7 +167,7 @@ class Tracking:
         return f"unsubscribe+{token}@{domain}"
 
     @staticmethod
-    def _token(key: _Key, message_id: int) -> str:
+    def _token(key: HmacKey, message_id: int) -> str:
         ident = message_id.to_bytes(ID_BYTES, "big")
         return _b64(key.sign(ident) + ident)
 
@@ -198,13 +207,13 @@ class Tracking:
             raise BadToken()
         return self._verified(self._unsubscribe, data)
 
-    def _read(self, key: _Key, token: str) -> int:
+    def _read(self, key: HmacKey, token: str) -> int:
         if len(token) != HEAD:
             raise BadToken()
         return self._verified(key, _unb64(token))
 
     @staticmethod
-    def _verified(key: _Key, data: bytes) -> int:
+    def _verified(key: HmacKey, data: bytes) -> int:
         mac, ident = data[:MAC_BYTES], data[MAC_BYTES:]
         if len(ident) != ID_BYTES or not key.verify(ident, mac):
             raise BadToken()
