@@ -28,8 +28,8 @@ import hmac
 import logging
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
 
 from sqlalchemy.orm import Session
