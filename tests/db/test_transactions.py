@@ -188,3 +188,24 @@ def test_two_orders_with_the_same_products_in_opposite_orders_both_refresh_the_c
     with database.session() as session:
         prices = set(session.scalars(select(Product.price).where(Product.workspace_id == workspace.id)))
     assert len(prices) == 1 and prices <= {10.0, 20.0}  # one order's prices on all three, whichever came last
+
+
+def test_reads_passing_through_keep_a_small_page_cache_then_give_the_whole_one_back(database):
+    from sqlalchemy import text
+
+    from kesher.db.session import PAGE_CACHE_KB, PASSING_CACHE_KB, passing_through
+
+    sqlite = database.engine.dialect.name == "sqlite"
+    with database.session() as session:
+        def cache() -> int | None:
+            return session.execute(text("PRAGMA cache_size")).scalar() if sqlite else None
+
+        whole, small = (-PAGE_CACHE_KB, -PASSING_CACHE_KB) if sqlite else (None, None)
+        assert cache() == whole
+        with passing_through(session):
+            assert cache() == small
+            assert session.execute(select(func.count()).select_from(Workspace)).scalar() >= 0
+        assert cache() == whole
+        with pytest.raises(ZeroDivisionError), passing_through(session):
+            1 / 0
+        assert cache() == whole

@@ -34,6 +34,7 @@ from kesher.channels.smtp import Outcome, Outgoing, SmtpPool
 from kesher.config import Settings
 from kesher.db import Database
 from kesher.db.base import utcnow
+from kesher.db.session import passing_through
 from kesher.events.ingest import ingest
 from kesher.messages.context import contexts
 from kesher.messages.render import Renderer
@@ -209,7 +210,7 @@ class Pass:
     async def _one_batch(self, p: _Prepared, pool: SmtpPool) -> timedelta | None:
         """Send one batch; None to go on at once, or how long to wait (negative: the pass is over)."""
         now = utcnow()
-        with self._turn(), self.db.session() as session:
+        with self._turn(), self.db.session() as session, passing_through(session):
             campaign = session.get_one(Campaign, self.campaign_id)
             if campaign.status != "sending":
                 self.report.stopped = campaign.status

@@ -26,6 +26,10 @@ except ImportError:  # not on Windows, where SQLite's own waiting is the only on
     fcntl = None  # type: ignore[assignment]
 
 
+PAGE_CACHE_KB = 32 * 1024  # SQLite's page cache, a connection; the OS page cache serves the rest
+PASSING_CACHE_KB = 8 * 1024  # while reading what no later statement reads again (`passing_through`)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -35,12 +39,31 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # A savepoint inside a transaction copies each page it changes to a sub-journal, a temporary file
     # unless kept in memory: on disk it cost bulk writes (ingest, import) some 6%.
     cur.execute("PRAGMA temp_store=MEMORY")
-    cur.execute("PRAGMA cache_size=-32768")  # 32 MB a connection; the OS page cache serves the rest
+    cur.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KB}")
     # A checkpoint copies the pages the WAL holds back into the database; every 10,000 pages
     # (40 MB) instead of 1,000, a page that many commits change (a rollup, an index leaf) is copied
     # once rather than each time: event ingest spends half as long committing.
     cur.execute("PRAGMA wal_autocheckpoint=10000")
     cur.close()
+
+
+@contextmanager
+def passing_through(session: Session) -> Iterator[None]:
+    """A session's reads pass through data once (a campaign's batch: its recipients, their purchase
+    lines): on SQLite its connection keeps a smaller page cache meanwhile, which the next user of the
+    connection gets back whole. A worker sending a newsletter that shows purchases filled 32 MB with
+    pages it never read again (189 MB against 156 at 30,000 recipients), at no gain in speed; the
+    writes of ingest are 2-4% slower with the smaller cache, so it stays the default."""
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    driver = session.connection().connection.driver_connection  # whatever becomes of the session's transaction
+    assert driver is not None
+    driver.execute(f"PRAGMA cache_size=-{PASSING_CACHE_KB}")
+    try:
+        yield
+    finally:
+        driver.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KB}")
 
 
 def _sqlite_begin_before_savepoint(conn: Any, _name: str | None) -> None:
