@@ -73,7 +73,9 @@ class Rendered:
 
 
 @cache
+@cache
 def _layout(name: str) -> str:
+    # Kesher's own files: read once, not at each compile (a compile reads the footer three times).
     return (LAYOUTS / name).read_text(encoding="utf-8")
 
 
