@@ -206,6 +206,36 @@ def test_update_rows_writes_each_row_by_its_key_and_leaves_the_rest(database):
         table.drop(database.engine)
 
 
+def test_update_rows_in_bulk_stores_what_a_few_rows_at_a_time_store(database):
+    """Many rows take SQLite's bulk path, a few SQLAlchemy's own; a time in another zone, JSON and a
+    NULL must be stored alike either way."""
+    from kesher.db.base import UTCDateTime
+
+    table = Table(f"bulk_{uuid.uuid4().hex[:8]}", MetaData(), Column("n", Integer, primary_key=True),
+                  Column("at", UTCDateTime), Column("data", JSONData))
+    table.create(database.engine)
+    israel = timezone(timedelta(hours=2))
+    count = FEW_ROWS * 2
+    values = [{"at": (NOW + timedelta(seconds=i, microseconds=i)).astimezone(israel) if i % 4 else None,
+               "data": None if i % 5 == 0 else {"i": i, "x": [1.5, None, "א"]}} for i in range(count)]
+    try:
+        with database.session() as session:
+            insert_new(session, table, [{"n": i, "at": None, "data": {}} for i in range(count * 2)])
+        with database.session() as session:
+            update_rows(session, table, [{"n": i, **v} for i, v in enumerate(values)], "n")  # in bulk
+            for start in range(0, count, FEW_ROWS // 2):  # a few at a time
+                update_rows(session, table, [{"n": count + i, **values[i]}
+                                             for i in range(start, min(start + FEW_ROWS // 2, count))], "n")
+        with database.session() as session:
+            as_text = [tuple(str(v) for v in r[1:]) for r in session.execute(text(
+                f"SELECT n, at, data FROM {table.name} ORDER BY n")).all()]
+            typed = [dict(r._mapping) for r in session.execute(select(table).order_by(table.c.n))]
+        assert as_text[:count] == as_text[count:]
+        assert [(r["at"], r["data"]) for r in typed[:count]] == [(v["at"], v["data"]) for v in values]
+    finally:
+        table.drop(database.engine)
+
+
 def test_generic_plans_nest_and_restore_the_engine_setting(database):
     from kesher.db.upsert import generic_plans
 

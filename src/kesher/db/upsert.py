@@ -378,10 +378,36 @@ def update_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]], 
         # Parameters named apart from the columns, which SQLAlchemy keeps for the SET clause.
         stmt = update(table).where(table.c[key] == bindparam(f"p_{key}")).values(
             {c: bindparam(f"p_{c}") for c in others})
-        session.execute(stmt, [{f"p_{c}": row[c] for c in columns} for row in rows])
+        if not _sqlite_update(session, table, stmt, rows, key):
+            session.execute(stmt, [{f"p_{c}": row[c] for c in columns} for row in rows])
         return
     source = _unnested(table, in_key_order(session, table, rows, [key]), columns)
     session.execute(update(table).where(table.c[key] == source.c[key]).values({c: source.c[c] for c in others}))
+
+
+def _sqlite_update(session: Session, table: Table, stmt: Any, rows: Sequence[dict[str, Any]], by: str) -> bool:
+    """Run `update_rows`' UPDATE (parameters named `p_<column>`) for each of many rows straight through
+    sqlite3, as `_sqlite_many` does an INSERT; False (nothing done) for a few rows or a column whose
+    type needs SQLAlchemy's own processing.
+
+    SQLAlchemy's processing of each row's parameters cost eight times what SQLite took to update the
+    rows: writing the recent campaigns of the contacts a campaign was sent to, 2% of a message."""
+    if len(rows) <= FEW_ROWS:
+        return False
+    key = (table, tuple(rows[0]), ("update", by))
+    if (found := _SQLITE_STATEMENTS.get(key)) is None:
+        compiled = stmt.compile(dialect=session.get_bind().dialect)
+        cells = _sqlite_cells(table, tuple(name.removeprefix("p_") for name in compiled.positiontup or ()))
+        if cells is None:
+            return False
+        if len(_SQLITE_STATEMENTS) >= 512:
+            _SQLITE_STATEMENTS.clear()
+        found = _SQLITE_STATEMENTS[key] = (compiled.string, cells)
+    if session.autoflush:  # as `Session.execute` would: pending changes first, then this
+        session.flush()
+    sql, cells = found
+    session.connection().exec_driver_sql(sql, [cells(row) for row in rows])
+    return True
 
 
 def _unnested(table: Table, rows: Sequence[dict[str, Any]], columns: list[str]) -> Any:
