@@ -263,6 +263,85 @@ def test_a_pipelined_refusal_before_the_server_closes_is_the_outcome():
     assert (outcome.status, outcome.code, outcome.text) == ("deferred", 421, "4.7.0 too many connections, closing")
 
 
+class _Silent(asyncio.Protocol):
+    """A server that stops answering at one step: at MAIL ("mail") or after the end of data ("dot")."""
+
+    def __init__(self, at: str, pipelining: bool) -> None:
+        self.at, self.pipelining, self.in_data, self.buffer = at, pipelining, False, b""
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(b"220 slow.example ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            if self.in_data:
+                end = self.buffer.find(b"\r\n.\r\n")
+                if end < 0:
+                    return
+                self.buffer, self.in_data = self.buffer[end + 5:], False
+                if self.at != "dot":
+                    self.transport.write(b"250 queued\r\n")
+                continue
+            line, found, self.buffer = self.buffer.partition(b"\r\n")
+            if not found:
+                self.buffer = line
+                return
+            command = line[:4].upper()
+            if command == b"EHLO":
+                self.transport.write(b"250-slow.example\r\n250 PIPELINING\r\n" if self.pipelining
+                                     else b"250 slow.example\r\n")
+            elif command == b"MAIL" and self.at == "mail":
+                continue
+            elif command in (b"MAIL", b"RCPT"):
+                self.transport.write(b"250 OK\r\n")
+            elif command == b"DATA":
+                self.transport.write(b"354 go on\r\n")
+                self.in_data = True
+            elif command == b"QUIT":
+                self.transport.write(b"221 bye\r\n")
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-command-at-a-time", "pipelining"])
+@pytest.mark.parametrize("at", ["mail", "dot"])
+def test_a_server_that_stops_answering_is_given_up_on_after_the_timeout(at, pipelining):
+    """Silent before the end of data: nothing was committed, the message is deferred. Silent after the
+    dot: it may have arrived, so it is taken as sent (never twice), and its connection is not used again."""
+    async def run():
+        server = await asyncio.get_running_loop().create_server(lambda: _Silent(at, pipelining), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        commit, calls = allow_all()
+        async with server, SmtpPool("127.0.0.1", port, connections=1, timeout=0.3, local_hostname="test.local") as smtp:
+            outcomes = await smtp.deliver(outgoing("a"), commit)
+            return outcomes, calls, smtp._pool[0].is_open
+
+    [outcome], calls, still_open = asyncio.run(asyncio.wait_for(run(), 10))
+    if at == "mail":
+        assert (outcome.status, calls) == ("deferred", [])
+    else:
+        assert (outcome.status, outcome.code, calls) == ("sent", None, [[1]])
+        assert outcome.text.startswith("no reply after the end of data")
+    assert not still_open
+
+
+def test_a_connection_idle_longer_than_the_timeout_is_used_again(smtp_server):
+    """The timeout bounds each step of a transaction, not the life of a connection."""
+    server, handler = smtp_server()
+
+    async def run():
+        async with SmtpPool("127.0.0.1", server.port, connections=1, timeout=0.3, local_hostname="test.local") as smtp:
+            first = await smtp.deliver(outgoing("a"), allow_all()[0])
+            connection = smtp._pool[0]
+            await asyncio.sleep(0.5)
+            second = await smtp.deliver(outgoing("b"), allow_all()[0])
+            return first + second, smtp._pool[0] is connection and connection.is_open
+
+    outcomes, same = asyncio.run(run())
+    assert [(o.status, o.code) for o in outcomes] == [("sent", 250), ("sent", 250)] and same
+    wait_for(lambda: len(handler.received) == 2)
+
+
 def test_nothing_listening_defers(free_port):
     outcomes = asyncio.run(_deliver(type("S", (), {"port": free_port()}), outgoing("a"), allow_all()[0]))
     assert outcomes[0].status == "deferred" and "cannot connect" in outcomes[0].text
