@@ -73,7 +73,6 @@ class Rendered:
 
 
 @cache
-@cache
 def _layout(name: str) -> str:
     # Kesher's own files: read once, not at each compile (a compile reads the footer three times).
     return (LAYOUTS / name).read_text(encoding="utf-8")
@@ -274,28 +273,29 @@ def _rewrite_links(html: str, link: Callable[[str], str] | None, unsubscribe: st
         parts = _anchor_parts(tag)
         if parts is None:
             return tag
-        before, url, after = parts
+        before, url, after, web = parts
         if url == unsubscribe:
             return tag if "data-kesher=" in tag else '<a data-kesher="unsubscribe"' + tag[2:]
-        if url in skip or not url.lower().startswith(("http://", "https://")):
+        if not web or url in skip:
             return tag
-        if url not in rewritten:
-            rewritten[url] = link(url) if link is not None else url
-        if link is None:
-            return tag
-        return before + escape(rewritten[url]) + after
+        new = rewritten.get(url)
+        if new is None:
+            new = rewritten[url] = link(url) if link is not None else url
+        return tag if link is None else before + escape(new) + after
 
     return _ANCHOR.sub(anchor, html), rewritten
 
 
 # A campaign's messages hold the same few <a> tags, so each is taken apart once.
 @lru_cache(maxsize=1024)
-def _anchor_parts(tag: str) -> tuple[str, str, str] | None:
-    """An <a> tag as the text before its href's value, the address it holds, and the text after; None without href."""
+def _anchor_parts(tag: str) -> tuple[str, str, str, bool] | None:
+    """An <a> tag as the text before its href's value, the address it holds, the text after, and
+    whether the address is http(s); None without href."""
     href = _HREF.search(tag)
     if href is None:
         return None
-    return tag[:href.start(2)], unescape(href.group(2)).strip(), tag[href.end(2):]
+    url = unescape(href.group(2)).strip()
+    return tag[:href.start(2)], url, tag[href.end(2):], url.lower().startswith(("http://", "https://"))
 
 
 def _add_pixel(html: str, pixel_url: str) -> str:
