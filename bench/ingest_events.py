@@ -32,7 +32,7 @@ import psutil
 from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import drop_database, free_port, fresh_database, machine  # noqa: E402
+from common import DUE_FOR_ANALYZE, drop_database, free_port, fresh_database, machine  # noqa: E402
 
 from kesher.accounts import service as accounts  # noqa: E402
 from kesher.contacts.service import build_input  # noqa: E402
@@ -41,13 +41,6 @@ from kesher.db import Database  # noqa: E402
 from kesher.db.migrate import upgrade  # noqa: E402
 from kesher.demo.generator import contacts, events  # noqa: E402
 
-# With the server's autovacuum off, the benchmark refreshes the planner's statistics itself, table by
-# table, when autovacuum would: once a table has had more rows written since its last ANALYZE than
-# autovacuum_analyze_threshold + autovacuum_analyze_scale_factor x its rows (50 + 10% by default).
-DUE_FOR_ANALYZE = text(
-    "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
-    "WHERE s.n_mod_since_analyze > current_setting('autovacuum_analyze_threshold')::float "
-    "+ current_setting('autovacuum_analyze_scale_factor')::float * greatest(c.reltuples, 0)")
 FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "city")
 
 
