@@ -170,15 +170,26 @@ def _sqlite_many(session: Session, table: Table, make: Callable[[], Any], rows: 
     A statement named by a `shape` (with the table and the rows' columns) is built and compiled
     once: compiling the rollups' merges, CASE upon CASE, took 4% of an ingest call.
     """
-    if len(rows) <= FEW_ROWS:
-        return False
-    key = (table, tuple(rows[0]), shape) if shape is not None else None
-    if key is None or (found := _SQLITE_STATEMENTS.get(key)) is None:
-        compiled = make().compile(dialect=session.get_bind().dialect, column_keys=list(rows[0]), for_executemany=True)
-        names = tuple(compiled.positiontup or ())
+    def compiled() -> tuple[str, Cells | None]:
+        done = make().compile(dialect=session.get_bind().dialect, column_keys=list(rows[0]), for_executemany=True)
+        names = tuple(done.positiontup or ())
         usable = set(names) <= rows[0].keys() and not any(type(table.c[n].type) is NullType for n in names)
         # NullType: a foreign key's type, before its table was loaded
-        found = (compiled.string, _sqlite_cells(table, names) if usable else None)
+        return done.string, _sqlite_cells(table, names) if usable else None
+
+    return _sqlite_run(session, rows, None if shape is None else (table, tuple(rows[0]), shape), compiled)
+
+
+def _sqlite_run(session: Session, rows: Sequence[dict[str, Any]], key: Hashable,
+                compiled: Callable[[], tuple[str, Cells | None]]) -> bool:
+    """Run a statement for each of many rows straight through sqlite3; False (nothing done) for a few
+    rows, or when `compiled()` found no `_sqlite_cells` for its columns. A statement with a `key` is
+    compiled once for it."""
+    if len(rows) <= FEW_ROWS:
+        return False
+    found = _SQLITE_STATEMENTS.get(key) if key is not None else None
+    if found is None:
+        found = compiled()
         if key is not None and found[1] is not None:
             if len(_SQLITE_STATEMENTS) >= 512:  # shapes are few; this only bounds a caller that varies them
                 _SQLITE_STATEMENTS.clear()
@@ -190,7 +201,8 @@ def _sqlite_many(session: Session, table: Table, make: Callable[[], Any], rows: 
     return True
 
 
-_SQLITE_STATEMENTS: dict[Hashable, tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]] = {}
+Cells = Callable[[dict[str, Any]], tuple[Any, ...]]
+_SQLITE_STATEMENTS: dict[Hashable, tuple[str, Cells | None]] = {}
 
 
 def _with_defaults(table: Table, rows: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
@@ -392,22 +404,13 @@ def _sqlite_update(session: Session, table: Table, stmt: Any, rows: Sequence[dic
 
     SQLAlchemy's processing of each row's parameters cost eight times what SQLite took to update the
     rows: writing the recent campaigns of the contacts a campaign was sent to, 2% of a message."""
-    if len(rows) <= FEW_ROWS:
-        return False
-    key = (table, tuple(rows[0]), ("update", by))
-    if (found := _SQLITE_STATEMENTS.get(key)) is None:
-        compiled = stmt.compile(dialect=session.get_bind().dialect)
-        cells = _sqlite_cells(table, tuple(name.removeprefix("p_") for name in compiled.positiontup or ()))
-        if cells is None:
-            return False
-        if len(_SQLITE_STATEMENTS) >= 512:
-            _SQLITE_STATEMENTS.clear()
-        found = _SQLITE_STATEMENTS[key] = (compiled.string, cells)
-    if session.autoflush:  # as `Session.execute` would: pending changes first, then this
+    def compiled() -> tuple[str, Cells | None]:
+        done = stmt.compile(dialect=session.get_bind().dialect)
+        return done.string, _sqlite_cells(table, tuple(name.removeprefix("p_") for name in done.positiontup or ()))
+
+    if session.autoflush and len(rows) > FEW_ROWS:  # as `Session.execute` would: pending changes first
         session.flush()
-    sql, cells = found
-    session.connection().exec_driver_sql(sql, [cells(row) for row in rows])
-    return True
+    return _sqlite_run(session, rows, (table, tuple(rows[0]), ("update", by)), compiled)
 
 
 def _unnested(table: Table, rows: Sequence[dict[str, Any]], columns: list[str]) -> Any:
