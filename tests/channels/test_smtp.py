@@ -198,6 +198,23 @@ def test_replies_are_read_whole_however_they_arrive():
     assert closed
 
 
+def test_a_shorter_deadline_than_the_last_step_s_is_kept():
+    """A step with less time (QUIT has at most 5 s) must not wait for the timer of a longer step before it."""
+    async def run():
+        replies = Replies(_Transport())
+        replies.expect_by(30)
+        waiting = asyncio.ensure_future(replies.reply())
+        await asyncio.sleep(0)  # the read waits: the connection's timer is set for 30 s from now
+        replies.data_received(b"250 OK\r\n")
+        assert await waiting == (250, "OK")
+        replies.expect_by(0.1)
+        late = asyncio.ensure_future(replies.reply())
+        await asyncio.wait({late}, timeout=5)
+        return late.done() and isinstance(late.exception(), TimeoutError)
+
+    assert asyncio.run(run())
+
+
 def test_pipelining_is_used_where_the_server_offers_it(smtp_server):
     server, _ = smtp_server()
 

@@ -199,7 +199,9 @@ class Replies(asyncio.Protocol):
             self.check_deadline()
             loop = asyncio.get_running_loop()
             self.waiter = loop.create_future()
-            if self.timer is None:
+            if self.timer is None or self.timer.when() > self.deadline:  # none yet, or set for a later step's
+                if self.timer is not None:
+                    self.timer.cancel()
                 self.timer = loop.call_at(self.deadline, self._expire)
             await self.waiter
         return self.replies.popleft()
