@@ -128,8 +128,9 @@ class Replies(asyncio.Protocol):
     this protocol: replies queue here until they are asked for, in order.
 
     A read waits until `deadline` (the event loop's clock) at most, then raises `TimeoutError`. One
-    timer serves every read of the connection, moved on only when it fires: `asyncio.timeout` around
-    each step made and cancelled two timers a message, 3% of a campaign's time.
+    timer serves every read of the connection, moved on when it fires (or sooner, for a step given
+    less time than the last): `asyncio.timeout` around each step made and cancelled two timers a
+    message, 3% of a campaign's time.
     """
 
     def __init__(self, transport: asyncio.Transport) -> None:
