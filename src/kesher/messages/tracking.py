@@ -77,7 +77,6 @@ class HmacKey:
     def __init__(self, key: bytes) -> None:
         if len(key) > _BLOCK:  # RFC 2104: a key longer than a block is hashed first
             key = hashlib.sha256(key).digest()
-        self.key = key
         padded = key.ljust(_BLOCK, b"\0")
         self.inner = hashlib.sha256(bytes(b ^ 0x36 for b in padded))
         self.outer = hashlib.sha256(bytes(b ^ 0x5C for b in padded))
@@ -104,7 +103,7 @@ class HmacKey:
         return outer.digest()
 
     def verify(self, message: bytes, mac: bytes) -> bool:
-        return hmac.compare_digest(hmac.digest(self.key, message, "sha256")[:MAC_BYTES], mac)
+        return hmac.compare_digest(self.sign(message), mac)
 
 
 class Tracking:
